@@ -1,0 +1,177 @@
+"""Delivery to dispatchers: the chain, fast dispatch, rings or inline, throttles.
+
+Mixed into :class:`~msgr.messenger.Messenger`. Runs on three kinds of
+thread: ``_deliver_*`` on the connection's reactor, ``_dispatch_now`` and the
+event calls on a dispatch thread (or inline on the reactor when
+``dispatch_threads=0``). The dispatcher lists are replaced, never mutated
+(copy-on-write under ``_lock``), so readers need no lock.
+"""
+from __future__ import annotations
+
+import logging
+
+from .dispatch.pool import DispatchPool
+from .dispatch.throttle import Throttle, ThrottleSet
+from .dispatcher import Dispatcher
+from .errors import LocalProtocolError
+
+__all__ = ["DeliveryMixin"]
+log = logging.getLogger(__name__)
+_BROADCAST = {"ms_handle_connect", "ms_handle_accept", "ms_handle_remote_reset"}
+
+
+class DeliveryMixin:
+    """See the module docstring."""
+
+    def _init_delivery(self) -> None:
+        self._dispatchers: tuple = ()
+        self._fast: tuple = ()
+        self._dispatch: DispatchPool | None = None
+        self._dropped = 0
+        self._policy_throttles: dict = {}
+        self._dispatch_throttle = Throttle("dispatch", self.config.ms_dispatch_throttle_bytes)
+        self._throttle_sets: dict = {}
+        self._loopback = None
+        self._event_fns = {name: self._event_caller(name) for name in (
+            "ms_handle_connect", "ms_handle_accept", "ms_handle_remote_reset",
+            "ms_handle_reset", "ms_handle_refused")}
+
+    # ------------------------------------------------------------ dispatchers
+    def add_dispatcher_head(self, d: Dispatcher) -> None:
+        with self._lock:
+            self._dispatchers = (d,) + self._dispatchers
+            self._refresh_fast()
+
+    def add_dispatcher_tail(self, d: Dispatcher) -> None:
+        with self._lock:
+            self._dispatchers = self._dispatchers + (d,)
+            self._refresh_fast()
+
+    def _refresh_fast(self) -> None:
+        self._fast = tuple(d for d in self._dispatchers
+                           if type(d).ms_can_fast_dispatch is not Dispatcher.ms_can_fast_dispatch)
+
+    # ------------------------------------------------------------ throttles
+    def set_policy_throttlers(self, peer_type, *, max_bytes: int | None = None,
+                              max_messages: int | None = None) -> None:
+        """Receive-side throttles for messages from ``peer_type`` (before start())."""
+        if self._started:
+            raise LocalProtocolError("set_policy_throttlers() must come before start()")
+        self._policy_throttles[int(peer_type)] = (
+            Throttle(f"policy-bytes-{int(peer_type)}", max_bytes) if max_bytes else None,
+            Throttle(f"policy-msgs-{int(peer_type)}", max_messages) if max_messages else None)
+
+    def _throttles_for(self, peer_type) -> ThrottleSet:
+        key = int(peer_type)
+        ts = self._throttle_sets.get(key)
+        if ts is None:
+            pb, pm = self._policy_throttles.get(key, (None, None))
+            ts = ThrottleSet((pb, self._dispatch_throttle), pm)
+            self._throttle_sets[key] = ts
+        return ts
+
+    # ------------------------------------------------------------ threads
+    def _start_dispatch(self, cfg) -> None:
+        if cfg.dispatch_threads:
+            self._dispatch = DispatchPool(cfg.dispatch_threads, cfg.io_threads,
+                                          cfg.ms_ring_capacity, self._dispatch_now,
+                                          prefix=f"msgr-dispatch-{self.name}")
+            self._dispatch.start()
+
+    def _flusher(self, worker):
+        producers = worker.producers
+        reactor = worker.reactor
+
+        def flush() -> None:
+            for p in producers:
+                if p.flush():
+                    reactor.call_later(0.001, _noop)
+        return flush
+
+    # ------------------------------------------------------------ reactor side
+    def _deliver_message(self, conn, msg) -> None:
+        for d in self._fast:
+            if d.ms_can_fast_dispatch(msg):
+                try:
+                    d.ms_fast_dispatch(msg)
+                except Exception:
+                    log.exception("ms_fast_dispatch failed for %r", msg)
+                _release(msg)
+                return
+        p = conn._producer
+        if p is None:
+            self._dispatch_now(msg)
+        else:
+            conn._worker.counters.enqueued += 1
+            p.put(msg)
+
+    def _deliver_event(self, conn, name: str) -> None:
+        p = conn._producer
+        if p is None:
+            self._event_fns[name](conn)
+        else:
+            conn._worker.counters.enqueued += 1
+            p.put((self._event_fns[name], conn))
+
+    def _on_established(self, conn, ev) -> None:
+        self._deliver_event(conn, "ms_handle_accept" if ev.accepted else "ms_handle_connect")
+
+    def _count_dropped(self, n: int) -> None:
+        with self._lock:
+            self._dropped += n
+
+    # ------------------------------------------------------------ dispatch side
+    def _dispatch_now(self, msg) -> None:
+        try:
+            for d in self._dispatchers:
+                if d.ms_dispatch(msg):
+                    break
+            else:
+                log.warning("no dispatcher handled %r from %s", msg, msg.source)
+        except Exception:
+            log.exception("ms_dispatch failed for %r", msg)
+        _release(msg)
+
+    def _event_caller(self, name: str):
+        broadcast = name in _BROADCAST
+
+        def call(conn) -> None:
+            for d in self._dispatchers:
+                try:
+                    handled = getattr(d, name)(conn)
+                except Exception:
+                    log.exception("%s failed", name)
+                    continue
+                if handled and not broadcast:
+                    return
+        return call
+
+    def get_dispatch_queue_len(self) -> int:
+        """Messages and events handed to dispatch threads and not yet dispatched."""
+        if self._dispatch is None:
+            return 0
+        enq = sum(w.counters.enqueued for w in getattr(self, "_workers", ()))
+        return max(0, enq - sum(self._dispatch.done))
+
+    def get_loopback_connection(self):
+        """A connection to ourselves: messages sent on it are dispatched locally."""
+        from .loopback import LoopbackConnection
+        with self._lock:
+            if self._loopback is None:
+                if not self._started:
+                    raise LocalProtocolError("get_loopback_connection() needs start()")
+                worker = self._workers[0]
+                self._loopback = LoopbackConnection(self, worker)
+                self._attach(self._loopback, worker)
+            return self._loopback
+
+
+def _release(msg) -> None:
+    th = msg._throttle
+    if th is not None:
+        msg._throttle = None
+        th[0].put(th[1])
+
+
+def _noop() -> None:
+    pass

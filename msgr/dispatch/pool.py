@@ -1,0 +1,86 @@
+"""Dispatch threads: each drains one RingSet (one ring per reactor).
+
+A connection is pinned to one dispatch thread, and lives on one reactor, so
+its messages and events travel through exactly one SPSC ring and keep their
+order. An item is either a received Message (handed to ``on_message``) or a
+``(function, argument)`` pair (a connection event), called as is.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from ..message import Message
+from .ring import RingProducer, RingSet
+
+__all__ = ["DispatchPool"]
+log = logging.getLogger(__name__)
+
+
+class DispatchPool:
+    """``nthreads`` dispatch threads fed by ``nproducers`` reactors.
+
+    Args:
+        nthreads: dispatch threads (>= 1).
+        nproducers: reactors; each gets one producer end per thread.
+        capacity: slots per ring.
+        on_message: called with each Message on its dispatch thread.
+        prefix: thread name prefix.
+    """
+
+    def __init__(self, nthreads: int, nproducers: int, capacity: int, on_message,
+                 prefix: str = "msgr-dispatch") -> None:
+        self.ringsets = [RingSet(nproducers, capacity) for _ in range(nthreads)]
+        self._on_message = on_message
+        self._threads = [threading.Thread(target=self._run, args=(i, rs), name=f"{prefix}-{i}",
+                                          daemon=True) for i, rs in enumerate(self.ringsets)]
+        self._lock = threading.Lock()
+        self.done = [0] * nthreads
+
+    def producers(self, reactor_index: int) -> list[RingProducer]:
+        """The producer ends reactor ``reactor_index`` writes, one per dispatch thread."""
+        return [RingProducer(rs, reactor_index) for rs in self.ringsets]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        """Closes the rings; threads exit once they have drained them."""
+        for rs in self.ringsets:
+            rs.close()
+
+    def join(self, timeout: float | None = None) -> bool:
+        ok = True
+        for t in self._threads:
+            if t.ident is None:
+                continue
+            if t is threading.current_thread():
+                ok = False
+                continue
+            t.join(timeout)
+            ok = ok and not t.is_alive()
+        return ok
+
+    def is_dispatch_thread(self) -> bool:
+        return threading.current_thread() in self._threads
+
+    def _run(self, index: int, rs: RingSet) -> None:
+        heads = [0] * rs.nrings
+        mask = rs.mask
+        on_message = self._on_message
+        while (tails := rs.wait(heads, None)) is not None:
+            for i in range(rs.nrings):
+                ring = rs.slots[i]
+                for s in range(heads[i], tails[i]):
+                    item = ring[s & mask]
+                    ring[s & mask] = None
+                    try:
+                        if type(item) is Message:
+                            on_message(item)
+                        else:
+                            item[0](item[1])
+                    except Exception:
+                        log.exception("dispatch of %r failed", item)
+            self.done[index] += sum(tails) - sum(heads)
+            heads = tails

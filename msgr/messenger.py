@@ -1,0 +1,307 @@
+"""Messenger: policies, dispatchers, the connection registry and the lifecycle.
+
+Theory of operation. ``start()`` builds ``io_threads`` reactors (each a
+*worker* with its own counters and one ring producer per dispatch thread)
+and ``dispatch_threads`` dispatch threads. Listeners live on reactor 0; an
+accepted socket becomes a Connection on the least-loaded reactor. Outgoing
+connections are registered by peer address (``connect_to`` returns the
+existing one). Shared state here (registry, dispatcher lists, global_seq) is
+guarded by ``_lock``; everything per connection belongs to its reactor.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import threading
+from dataclasses import dataclass
+
+from .auth import AuthNoneClient, AuthNoneServer
+from .config import Config
+from .connection import Connection
+from .counters import Counters
+from .delivery import DeliveryMixin
+from .entity import EntityAddr, EntityName, EntityType
+from .errors import ConfigError, LocalProtocolError, MsgrError
+from .policy import Policy, PolicySet
+from .protocol.params import MachineParams
+from .reactor.loop import EVENT_READ
+from .reactor.pool import ReactorPool
+from .transports.base import create_transport
+
+__all__ = ["Messenger"]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    """One reactor plus what its thread owns: counters and ring producers."""
+
+    reactor: object
+    counters: Counters
+    producers: list
+
+
+class Messenger(DeliveryMixin):
+    """See the module docstring and API.md."""
+
+    def __init__(self, name: EntityName | str, *, nonce: int | None = None,
+                 config: Config | None = None, transport: str = "tcp") -> None:
+        self.name = name if isinstance(name, EntityName) else EntityName.parse(name)
+        self.nonce = random.SystemRandom().randrange(1, 1 << 32) if nonce is None else nonce
+        if not 0 <= self.nonce < 1 << 32:
+            raise ConfigError("nonce", f"{self.nonce} out of range 0..2**32-1")
+        self.config = config or Config()
+        self.addr: EntityAddr | None = None
+        self._factory = create_transport(transport)
+        self._policies = PolicySet()
+        self._lock = threading.Lock()
+        self._conns: dict = {}
+        self._global_seq = 0
+        self._global_ids = itertools.count(4096 + (self.nonce & 0xFFFF))
+        self._listeners: list = []
+        self._started = self._stopped = False
+        self._learned: EntityAddr | None = None
+        self._all_conns: set = set()
+        self._init_delivery()
+
+    # ------------------------------------------------------------ configuration
+    def set_default_policy(self, policy: Policy) -> None:
+        self._policies.default = policy
+
+    def set_policy(self, peer_type: EntityType | int, policy: Policy) -> None:
+        self._policies.set(peer_type, policy)
+
+    def get_policy(self, peer_type: EntityType | int) -> Policy:
+        return self._policies.get(peer_type)
+
+    def bind(self, addr: EntityAddr | str) -> EntityAddr:
+        """Binds a listener; returns the bound address with our nonce. Before start()."""
+        if self._started:
+            raise LocalProtocolError("bind() must come before start()")
+        a = EntityAddr.parse(addr)
+        listener = self._factory.listen(a, nodelay=self.config.ms_tcp_nodelay,
+                                        rcvbuf=self.config.ms_tcp_rcvbuf)
+        self._listeners.append(listener)
+        bound = EntityAddr("v2", listener.addr.host, listener.addr.port, self.nonce)
+        self.addr = self.addr or bound
+        return bound
+
+    def rebind(self, avoid_ports=()) -> EntityAddr:
+        """Moves the listener to a new port not in ``avoid_ports``; returns the new address."""
+        if self.addr is None:
+            raise LocalProtocolError("rebind() needs a bound messenger")
+        avoid = set(avoid_ports) | {self.addr.port}
+        old = self.addr
+        for _ in range(64):
+            listener = self._factory.listen(EntityAddr("v2", old.host, 0))
+            if listener.addr.port not in avoid:
+                break
+            listener.close()
+        else:
+            raise MsgrError("rebind: no free port outside avoid_ports")
+        self.mark_down_all()
+        self.nonce = (self.nonce + 1_000_000) % (1 << 32) or 1
+        self.addr = EntityAddr("v2", listener.addr.host, listener.addr.port, self.nonce)
+        old_listeners, self._listeners = self._listeners, [listener]
+        if self._started:
+            r = self._pool.reactors[0]
+            for lst in old_listeners:
+                r.submit(self._close_listener, lst)
+            r.submit(self._add_listener, listener)
+        else:
+            for lst in old_listeners:
+                lst.close()
+        return self.addr
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Starts the I/O and dispatch threads and the listeners."""
+        if self._started:
+            raise LocalProtocolError("start() called twice")
+        self._started = True
+        cfg = self.config
+        self._pool = ReactorPool(cfg.io_threads, prefix=f"msgr-io-{self.name}")
+        self._start_dispatch(cfg)
+        self._workers = []
+        for r in self._pool:
+            prods = self._dispatch.producers(r.index) if self._dispatch else []
+            w = Worker(r, Counters(), prods)
+            r.add_end_hook(self._flusher(w))
+            self._workers.append(w)
+        self._pool.start()
+        for lst in self._listeners:
+            self._pool.reactors[0].submit(self._add_listener, lst)
+
+    def shutdown(self) -> None:
+        """Stops everything; idempotent; any thread, also a dispatcher."""
+        with self._lock:
+            if self._stopped or not self._started:
+                self._stopped = True
+                return
+            self._stopped = True
+            conns = list(self._all_conns)
+        for c in conns:
+            c.mark_down()
+        r0 = self._pool.reactors[0]
+        for lst in self._listeners:
+            r0.submit(self._close_listener, lst)
+        self._pool.stop()
+        if self._dispatch is not None:
+            self._dispatch.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Waits until fully stopped (threads joined, sockets closed); True when so."""
+        if not self._started:
+            return True
+        if self._dispatch is not None and self._dispatch.is_dispatch_thread() or any(
+                r.in_thread() for r in self._pool):
+            raise LocalProtocolError("wait() called from one of this messenger's own threads")
+        ok = self._pool.join(timeout)
+        if self._dispatch is not None:
+            ok = self._dispatch.join(timeout) and ok
+        return ok
+
+    def __enter__(self) -> "Messenger":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.wait()
+
+    # ------------------------------------------------------------ connections
+    def connect_to(self, peer_type: EntityType | int, addr: EntityAddr | str, *,
+                   anon: bool = False) -> Connection:
+        """The connection to ``addr`` (existing, or new and connecting in the background)."""
+        a = EntityAddr.parse(addr)
+        if not self._started or self._stopped:
+            raise LocalProtocolError("connect_to() needs a started, running messenger")
+        with self._lock:
+            if not anon:
+                existing = self._conns.get(a)
+                if existing is not None and not existing.is_closed:
+                    return existing
+            worker = self._workers[self._pool_pick()]
+            conn = Connection(self, worker, peer_type, a, self.get_policy(peer_type),
+                              outgoing=True, anon=anon)
+            self._attach(conn, worker)
+            if not anon:
+                self._conns[a] = conn
+        worker.reactor.submit(conn._start_connect)
+        return conn
+
+    def mark_down_all(self) -> None:
+        """Closes every connection; each gets ``ms_handle_reset``."""
+        with self._lock:
+            conns = list(self._all_conns)
+        for c in conns:
+            with c._lock:
+                if c._closed:
+                    continue
+                c._closed = True
+                c._connected = False
+            c._reactor.submit(c._close_now, True)
+
+    def _pool_pick(self) -> int:
+        return self._pool.pick().index
+
+    def _attach(self, conn: Connection, worker: Worker) -> None:
+        self._all_conns.add(conn)
+        if worker.producers:
+            conn._attach(worker.producers[id(conn) // 16 % len(worker.producers)])
+        worker.counters.connections_opened += 1
+
+    def _on_closed(self, conn: Connection) -> None:
+        with self._lock:
+            self._all_conns.discard(conn)
+            if self._conns.get(conn.peer_addr) is conn:
+                del self._conns[conn.peer_addr]
+        self._pool.release(conn._reactor)
+
+    def _learned_addr(self, addr: EntityAddr) -> None:
+        with self._lock:
+            self._learned = self._learned or addr
+
+    # ------------------------------------------------------------ listeners
+    def _add_listener(self, listener) -> None:
+        self._pool.reactors[0].register(listener.fileno(), EVENT_READ,
+                                        lambda _m, lst=listener: self._on_accept(lst))
+
+    def _close_listener(self, listener) -> None:
+        self._pool.reactors[0].unregister(listener.fileno())
+        listener.close()
+
+    def _on_accept(self, listener) -> None:
+        for _ in range(64):
+            try:
+                t = listener.accept()
+            except MsgrError as e:
+                log.warning("accept failed: %s", e)
+                return
+            if t is None:
+                return
+            with self._lock:
+                if self._stopped:
+                    t.close()
+                    continue
+                worker = self._workers[self._pool_pick()]
+                conn = Connection(self, worker, EntityType.ANY, t.peer_addr,
+                                  self._policies.default, outgoing=False)
+                self._attach(conn, worker)
+            worker.reactor.submit(conn._start_accept, t)
+
+    # ------------------------------------------------------------ machine params
+    def _my_addrs(self) -> tuple:
+        if self.addr is not None:
+            return (self.addr,)
+        learned = self._learned
+        if learned is not None:
+            return (learned,)
+        return (EntityAddr("any", "0.0.0.0", 0, self.nonce),)
+
+    def next_global_seq(self, above: int = 0) -> int:
+        """A global_seq greater than both ``above`` and every one handed out."""
+        with self._lock:
+            self._global_seq = max(self._global_seq, above) + 1
+            return self._global_seq
+
+    def _auth_id(self) -> str:
+        if self.config.auth_name:
+            return self.config.auth_name
+        return "admin" if self.name.num < 0 else str(self.name.num)
+
+    def _common_params(self) -> dict:
+        cfg = self.config
+        return dict(my_name=self.name, my_addrs=self._my_addrs(), rev1_allowed=cfg.ms_msgr2_rev1,
+                    recv_buffer_bytes=cfg.ms_recv_buffer_bytes,
+                    max_segment_bytes=cfg.ms_max_segment_bytes,
+                    ready_timeout=cfg.ms_connection_ready_timeout,
+                    idle_timeout=cfg.ms_connection_idle_timeout,
+                    next_global_seq=self.next_global_seq)
+
+    def _connect_params(self, conn: Connection) -> MachineParams:
+        return MachineParams(policy=conn.policy, peer_type=int(conn.peer_type),
+                             target_addr=conn.peer_addr,
+                             auth_client=AuthNoneClient(int(self.name.type), self._auth_id()),
+                             global_seq=self.next_global_seq(), **self._common_params())
+
+    def _accept_params(self, peer_socket_addr: EntityAddr) -> MachineParams:
+        return MachineParams(policy=self._policies.default, policy_for=self._policies.get,
+                             auth_server=AuthNoneServer(lambda: next(self._global_ids)),
+                             peer_socket_addr=peer_socket_addr,
+                             global_seq=self.next_global_seq(), **self._common_params())
+
+    # ------------------------------------------------------------ introspection
+    def perf_dump(self) -> dict:
+        """Counters as plain numbers (Ceph's ``perf dump`` analogue)."""
+        workers = getattr(self, "_workers", [])
+        out = Counters.total([w.counters for w in workers])
+        out["messages_dropped"] += self._dropped
+        out["connections"] = len(self._all_conns)
+        out["dispatch_queue_length"] = self.get_dispatch_queue_len()
+        return out
+
+    def __repr__(self) -> str:
+        return f"Messenger({self.name} {self.addr or '-'} nonce={self.nonce})"

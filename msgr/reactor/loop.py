@@ -1,0 +1,195 @@
+"""Reactor: one thread, one selector, one timer heap, one wakeup fd.
+
+Theory of operation. Everything registered with a reactor (fds, timers,
+connections) is touched only by its thread. Other threads talk to it through
+:meth:`Reactor.submit`, which appends to a locked queue and writes the eventfd
+once per batch (``_wake_pending`` coalesces the writes); from the reactor's own
+thread ``submit`` only queues (no syscall). Each loop iteration: select (with
+the nearest timer as timeout), run fd callbacks, due timers, submitted calls,
+then the end-of-iteration hooks (which publish dispatch-ring batches). The
+loop's clock (``self.time``) is read once per iteration.
+
+A callback that raises is logged and the loop goes on; the owner of the
+callback (a connection) is expected to catch its own errors.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import selectors
+import threading
+import time
+from collections import deque
+
+__all__ = ["Reactor", "Timer", "EVENT_READ", "EVENT_WRITE"]
+
+EVENT_READ = selectors.EVENT_READ
+EVENT_WRITE = selectors.EVENT_WRITE
+log = logging.getLogger(__name__)
+
+
+class Timer:
+    """A handle to a scheduled call; ``cancel()`` is idempotent (reactor thread only)."""
+
+    __slots__ = ("deadline", "fn", "cancelled")
+
+    def __init__(self, deadline: float, fn) -> None:
+        self.deadline = deadline
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Reactor:
+    """An I/O thread. See the module docstring.
+
+    Args:
+        name: the thread name (``msgr-io-0``).
+        index: this reactor's position in its pool (ring producer index).
+    """
+
+    def __init__(self, name: str, index: int = 0) -> None:
+        self.name = name
+        self.index = index
+        self.load = 0
+        self.time = time.monotonic()
+        self._sel = selectors.DefaultSelector()
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._sel.register(self._wake_fd, EVENT_READ, self._on_wake)
+        self._lock = threading.Lock()
+        self._submitted: deque = deque()
+        self._wake_pending = False
+        self._timers: list = []
+        self._seq = itertools.count()
+        self._end_hooks: list = []
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._tid = None
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Asks the loop to finish after the calls already submitted; any thread."""
+        self.submit(self._set_stopping)
+
+    def _set_stopping(self) -> None:
+        self._stopping = True
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Waits for the thread; True when it has ended (or never started)."""
+        if self._thread.ident is None:
+            return True
+        if self._thread is threading.current_thread():
+            return False
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def in_thread(self) -> bool:
+        """True when called on this reactor's own thread."""
+        return self._tid == threading.get_ident()
+
+    # ------------------------------------------------------------ cross-thread
+    def submit(self, fn, *args) -> None:
+        """Runs ``fn(*args)`` on the reactor thread soon; callable from any thread."""
+        with self._lock:
+            self._submitted.append((fn, args))
+            if self._wake_pending or self._tid == threading.get_ident():
+                return
+            self._wake_pending = True
+        try:
+            os.eventfd_write(self._wake_fd, 1)
+        except OSError:
+            pass   # closed during shutdown: the loop is gone anyway
+
+    def _on_wake(self, _mask: int) -> None:
+        try:
+            os.eventfd_read(self._wake_fd)
+        except BlockingIOError:
+            pass
+
+    # ------------------------------------------------------------ owner-only
+    def register(self, fd: int, events: int, callback) -> None:
+        """Calls ``callback(mask)`` when ``fd`` is ready for ``events``."""
+        self._sel.register(fd, events, callback)
+
+    def modify(self, fd: int, events: int, callback) -> None:
+        self._sel.modify(fd, events, callback)
+
+    def unregister(self, fd: int) -> None:
+        try:
+            self._sel.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    def call_at(self, deadline: float, fn) -> Timer:
+        """Runs ``fn()`` at monotonic time ``deadline`` (reactor thread only)."""
+        t = Timer(deadline, fn)
+        heapq.heappush(self._timers, (deadline, next(self._seq), t))
+        return t
+
+    def call_later(self, delay: float, fn) -> Timer:
+        return self.call_at(self.time + delay, fn)
+
+    def add_end_hook(self, fn) -> None:
+        """Runs ``fn()`` at the end of every loop iteration (ring publishing)."""
+        self._end_hooks.append(fn)
+
+    # ------------------------------------------------------------ the loop
+    def _run(self) -> None:
+        self._tid = threading.get_ident()
+        try:
+            while not self._stopping:
+                self._iterate()
+        finally:
+            self._close()
+
+    def _iterate(self) -> None:
+        timeout = None
+        if self._submitted:
+            timeout = 0
+        elif self._timers:
+            timeout = max(0.0, self._timers[0][0] - time.monotonic())
+        events = self._sel.select(timeout)
+        self.time = time.monotonic()
+        for key, mask in events:
+            self._call(key.data, mask)
+        if self._timers:
+            self._run_timers()
+        if self._submitted:
+            self._run_submitted()
+        for hook in self._end_hooks:
+            self._call(hook)
+
+    def _run_timers(self) -> None:
+        now = self.time
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, t = heapq.heappop(timers)
+            if not t.cancelled:
+                self._call(t.fn)
+
+    def _run_submitted(self) -> None:
+        with self._lock:
+            batch, self._submitted = self._submitted, deque()
+            self._wake_pending = False
+        for fn, args in batch:
+            self._call(fn, *args)
+
+    def _call(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("%s: callback %r failed", self.name, fn)
+
+    def _close(self) -> None:
+        self._run_submitted()
+        self._sel.close()
+        with self._lock:
+            fd, self._wake_fd = self._wake_fd, -1
+        os.close(fd)

@@ -1,0 +1,28 @@
+"""Packaging for msgr: the pure-Python package plus one cffi extension.
+
+The native code (CRC32C, the frame scanner, the dispatch ring) lives in
+``cffi_build/`` and is compiled by ``cffi_modules``; ``cffi_build`` itself is
+not installed. The load generator and tools install as ``msgr_tools``.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="msgr",
+    version="0.1.0",
+    description="An event-driven msgr2.1 (Ceph wire protocol) messenger for Python",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["msgr", "msgr.*"]) + ["msgr_tools"],
+    package_dir={"msgr_tools": "tools"},
+    setup_requires=["cffi>=1.15"],
+    cffi_modules=["cffi_build/build_native.py:ffibuilder"],
+    install_requires=["cffi>=1.15", "prometheus-client>=0.17"],
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6"],
+        "plot": ["matplotlib>=3.5"],
+        "peers": ["pyzmq>=25", "uvloop>=0.17"],
+    },
+    entry_points={"console_scripts": ["msgr-loadgen=msgr_tools.loadgen:main"]},
+    classifiers=["Programming Language :: Python :: 3", "Operating System :: POSIX :: Linux"],
+)

@@ -1,0 +1,692 @@
+"""Tests of msgr._native: CRC32C, the frame scanner and the ring set.
+
+Every behavioural test runs against both backends (``pure`` and
+``cffi_backend``).  The cffi one is skipped when the extension is not built,
+unless CI=true, where a missing extension is a failure.
+"""
+
+from __future__ import annotations
+
+import array
+import importlib
+import os
+import random
+import struct
+import threading
+import time
+
+import pytest
+
+import msgr._native as native
+from msgr._native import pure
+
+try:
+    from msgr._native import cffi_backend
+except ImportError:  # extension not built
+    cffi_backend = None
+
+CRC_SEED = 0xFFFFFFFF
+
+# ------------------------------------------------------------------ fixtures
+
+
+def need_cffi():
+    """The cffi backend; skips (fails when CI=true) if it is not built."""
+    if cffi_backend is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("cffi extension missing: "
+                        "run python cffi_build/build_native.py")
+        pytest.skip("cffi extension not built")
+    return cffi_backend
+
+
+@pytest.fixture(params=["python", "cffi"])
+def nat(request):
+    """The backend module under test."""
+    return pure if request.param == "python" else need_cffi()
+
+
+# ------------------------------------------------------------- frame builder
+
+_crc = pure.crc32c
+
+
+def make_preamble(tag, nseg, lens, aligns=None, tail_descs=None):
+    """32-byte preamble with a correct crc; unused descriptors are zero
+    unless ``tail_descs`` supplies (len, align) pairs for them."""
+    descs = b""
+    for i in range(4):
+        if i < len(lens):
+            descs += struct.pack("<IH", lens[i], aligns[i] if aligns else 8)
+        elif tail_descs:
+            descs += struct.pack("<IH", *tail_descs[i - len(lens)])
+        else:
+            descs += struct.pack("<IH", 0, 0)
+    head = struct.pack("<BB", tag, nseg) + descs + b"\0\0"
+    return head + struct.pack("<I", _crc(0, head))
+
+
+def build_frame(tag, segments, rev1, late=None, aborted=False, aligns=None,
+                tail_descs=None):
+    """Builds one crc-mode msgr2 frame.
+
+    Args:
+        tag: frame tag.
+        segments: 1..4 byte strings.
+        rev1: msgr2.1 framing if True, else msgr2.0.
+        late: rev1 late_status byte / rev0 late_flags byte; by default
+            COMPLETE (0x0E) or aborted (0x01) for rev1, 0 or 1 for rev0.
+        aborted: build an aborted frame (only used when ``late`` is None).
+        aligns: alignments put in the descriptors (default 8).
+        tail_descs: garbage (len, align) for the unused descriptors.
+    """
+    n = len(segments)
+    pre = make_preamble(tag, n, [len(s) for s in segments], aligns, tail_descs)
+    crcs = [_crc(CRC_SEED, s) for s in segments] + [0] * (4 - n)
+    if rev1:
+        body = segments[0]
+        if segments[0]:
+            body += struct.pack("<I", crcs[0])
+        body += b"".join(segments[1:])
+        if n > 1:
+            status = late if late is not None else (0x01 if aborted else 0x0E)
+            body += bytes([status]) + struct.pack("<3I", *crcs[1:4])
+    else:
+        flags = late if late is not None else (1 if aborted else 0)
+        body = b"".join(segments) + bytes([flags]) + struct.pack("<4I", *crcs)
+    return pre + body
+
+
+def frame_size(lens, rev1):
+    size = 32 + sum(lens)
+    if not rev1:
+        return size + 17
+    return size + (4 if lens[0] else 0) + (13 if len(lens) > 1 else 0)
+
+
+def expected_record(offset, tag, segments, flags=0):
+    lens = [len(s) for s in segments] + [0] * (4 - len(segments))
+    return [offset, tag, len(segments), *lens, flags]
+
+
+def new_out(max_frames):
+    return array.array("q", [-1] * (max_frames * 8))
+
+
+def scan(nat, buf, rev1, start=0, end=None, max_segment=1 << 30,
+         max_frames=64):
+    """Runs scan_frames; returns (result tuple, list of records)."""
+    out = new_out(max_frames)
+    end = len(buf) if end is None else end
+    res = nat.scan_frames(buf, start, end, rev1, max_segment, out, max_frames)
+    recs = [list(out[8 * k:8 * k + 8]) for k in range(res[0])]
+    return res, recs
+
+
+# msgr2 spec vectors
+HELLO_PREAMBLE = bytes.fromhex("0101240000000800" + "00" * 20)
+HELLO_PAYLOAD = bytes.fromhex(
+    "08010101" "1c000000" "02000000" "00000000" "10000000" "0200" "0ce4"
+    "7f000001" "0000000000000000")
+HELLO_REV1 = (HELLO_PREAMBLE + bytes.fromhex("3fbd6b06") + HELLO_PAYLOAD
+              + bytes.fromhex("7d883e07"))
+HELLO_REV0 = (HELLO_PREAMBLE + bytes.fromhex("3fbd6b06") + HELLO_PAYLOAD
+              + bytes.fromhex("00" "7d883e07" + "00" * 12))
+WAIT_REV1 = (bytes.fromhex("1001000000000800") + b"\0" * 20
+             + bytes.fromhex("c8e3aab0"))
+WAIT_REV0 = WAIT_REV1 + bytes.fromhex("00" "ffffffff" + "00" * 12)
+
+
+def sample_frames():
+    """(tag, segments, aborted) covering the interesting shapes."""
+    rnd = random.Random(7)
+    blob = lambda n: bytes(rnd.randrange(256) for _ in range(n))  # noqa: E731
+    return [
+        (0x01, [HELLO_PAYLOAD], False),
+        (0x10, [b""], False),
+        (0x11, [blob(5), blob(17)], False),
+        (0x11, [blob(9), b"", b"", blob(3)], False),
+        (0x11, [b"", b"", b"", blob(1)], False),
+        (0x11, [blob(20), blob(4), blob(33)], True),
+        (0x07, [blob(64)], False),
+        (0x11, [b"", blob(8)], False),
+    ]
+
+
+def build_stream(rev1, frames=None):
+    """Concatenated frames; returns (buffer, list of (offset, size, rec))."""
+    buf, layout = b"", []
+    for tag, segs, aborted in frames or sample_frames():
+        frame = build_frame(tag, segs, rev1, aborted=aborted)
+        flags = 1 if (aborted and (len(segs) > 1 or not rev1)) else 0
+        layout.append((len(buf), len(frame),
+                       expected_record(len(buf), tag, segs, flags)))
+        buf += frame
+    return buf, layout
+
+
+# ------------------------------------------------------------------ API
+
+
+def test_public_lists_identical():
+    cffi_mod = need_cffi()
+    assert pure.__all__ == cffi_mod.__all__
+    for name in pure.__all__:
+        assert hasattr(pure, name) and hasattr(cffi_mod, name)
+        if name.startswith(("SCAN_", "FRAME_", "FLAG_")):
+            assert getattr(pure, name) == getattr(cffi_mod, name)
+
+
+def test_package_exports():
+    assert sorted(native.__all__) == sorted(pure.__all__)
+    for name in native.__all__:
+        assert hasattr(native, name)
+    assert native.BACKEND in ("cffi", "python")
+    assert (native.SCAN_OK, native.SCAN_BAD_PREAMBLE_CRC,
+            native.SCAN_BAD_SEGMENT_COUNT, native.SCAN_SEGMENT_TOO_LARGE,
+            native.SCAN_BAD_SEGMENT_CRC, native.SCAN_BAD_LATE_STATUS,
+            native.FRAME_RECORD_SIZE, native.FLAG_ABORTED) == (
+                0, 1, 2, 3, 4, 5, 8, 1)
+
+
+def test_backend_selection(monkeypatch):
+    try:
+        monkeypatch.setenv("MSGR_NATIVE", "0")
+        assert importlib.reload(native).BACKEND == "python"
+        monkeypatch.setenv("MSGR_NATIVE", "1")
+        if cffi_backend is None:
+            with pytest.raises(ImportError):
+                importlib.reload(native)
+        else:
+            assert importlib.reload(native).BACKEND == "cffi"
+        monkeypatch.delenv("MSGR_NATIVE")
+        expected = "python" if cffi_backend is None else "cffi"
+        assert importlib.reload(native).BACKEND == expected
+    finally:
+        monkeypatch.undo()
+        importlib.reload(native)
+
+
+# ------------------------------------------------------------------ CRC32C
+
+
+def test_crc32c_vectors(nat):
+    for fn in (nat.crc32c, nat.crc32c_sw):
+        assert fn(CRC_SEED, b"123456789") ^ CRC_SEED == 0xE3069283
+        assert fn(CRC_SEED, b"") == CRC_SEED
+        assert fn(0, b"") == 0
+        assert fn(0, HELLO_PREAMBLE) == 0x066BBD3F
+        assert fn(CRC_SEED, HELLO_PAYLOAD) == 0x073E887D
+        assert struct.pack("<I", fn(0, HELLO_PREAMBLE)) == bytes.fromhex(
+            "3fbd6b06")
+        assert struct.pack("<I", fn(CRC_SEED, HELLO_PAYLOAD)) == bytes.fromhex(
+            "7d883e07")
+
+
+def test_crc32c_buffer_kinds(nat):
+    data = bytes(range(256)) * 3
+    want = nat.crc32c(CRC_SEED, data[5:700])
+    ba = bytearray(data)
+    for obj in (data[5:700], bytearray(data[5:700]), memoryview(data)[5:700],
+                memoryview(ba)[5:700], memoryview(ba).toreadonly()[5:700]):
+        assert nat.crc32c(CRC_SEED, obj) == want
+        assert nat.crc32c_sw(CRC_SEED, obj) == want
+    words = array.array("q", range(10))
+    assert nat.crc32c(7, words) == nat.crc32c(7, words.tobytes())
+
+
+def test_crc32c_chaining_and_seed(nat):
+    data = bytes(random.Random(1).randrange(256) for _ in range(1000))
+    for cut in (0, 1, 7, 8, 9, 500, 999, 1000):
+        assert nat.crc32c(nat.crc32c(123, data[:cut]), data[cut:]) == \
+            nat.crc32c(123, data)
+    with pytest.raises(OverflowError):
+        nat.crc32c(-1, b"x")
+    with pytest.raises(OverflowError):
+        nat.crc32c(1 << 32, b"x")
+    with pytest.raises(TypeError):
+        nat.crc32c(0, "text")
+
+
+def test_crc32c_hw_and_table_agree_with_pure():
+    cffi_mod = need_cffi()
+    rnd = random.Random(42)
+    raw = bytes(rnd.randrange(256) for _ in range(70000 + 16))
+    lengths = list(range(0, 130)) + [255, 256, 257, 1000, 4095, 4096, 4097,
+                                     65536, 70000]
+    for length in lengths:
+        for off in range(8):
+            view = memoryview(raw)[off:off + length]
+            seed = rnd.randrange(1 << 32)
+            hw = cffi_mod.crc32c(seed, view)
+            assert hw == cffi_mod.crc32c_sw(seed, view), (length, off)
+            if length <= 4097:
+                assert hw == pure.crc32c(seed, view), (length, off)
+
+
+def test_crc32c_hw_flag_reported():
+    cffi_mod = need_cffi()
+    assert cffi_mod.lib.msgr_crc32c_hw_available() in (0, 1)
+
+
+# ------------------------------------------------------------ frame scanner
+
+
+def test_builder_matches_spec_vectors():
+    assert build_frame(0x01, [HELLO_PAYLOAD], True) == HELLO_REV1
+    assert len(HELLO_REV1) == 72
+    assert build_frame(0x01, [HELLO_PAYLOAD], False) == HELLO_REV0
+    assert len(HELLO_REV0) == 85
+    assert build_frame(0x10, [b""], True) == WAIT_REV1
+    assert build_frame(0x10, [b""], False) == WAIT_REV0
+
+
+@pytest.mark.parametrize("rev1,frame,tag,lens", [
+    (True, HELLO_REV1, 1, [36]),
+    (False, HELLO_REV0, 1, [36]),
+    (True, WAIT_REV1, 0x10, [0]),
+    (False, WAIT_REV0, 0x10, [0]),
+])
+def test_scan_spec_vectors(nat, rev1, frame, tag, lens):
+    res, recs = scan(nat, frame, rev1)
+    assert res == (1, nat.SCAN_OK, len(frame), 0)
+    assert recs == [[0, tag, 1, *lens, 0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("rev1", [True, False])
+def test_scan_every_prefix(nat, rev1):
+    buf, layout = build_stream(rev1)
+    assert len(layout) == len(sample_frames())
+    for end in range(len(buf) + 1):
+        complete = [f for f in layout if f[0] + f[1] <= end]
+        pos = complete[-1][0] + complete[-1][1] if complete else 0
+        rest = layout[len(complete):]
+        need = rest[0][1] if rest and end - pos >= 32 else 0
+        for obj in (buf, bytes(buf[:end])):
+            res, recs = scan(nat, obj, rev1, end=end)
+            assert res == (len(complete), 0, pos, need), end
+            assert recs == [f[2] for f in complete]
+
+
+@pytest.mark.parametrize("rev1", [True, False])
+def test_scan_buffer_kinds_and_start(nat, rev1):
+    buf, layout = build_stream(rev1)
+    junk = b"\xAA" * 13
+    data = junk + buf
+    shifted = [[r[0] + len(junk), *r[1:]] for _, _, r in layout]
+    for obj in (data, bytearray(data), memoryview(data),
+                memoryview(bytearray(data)).toreadonly()):
+        res, recs = scan(nat, obj, rev1, start=len(junk))
+        assert res == (len(layout), 0, len(data), 0)
+        assert recs == shifted
+    # a memoryview that starts at a non-zero offset of its base buffer
+    res, recs = scan(nat, memoryview(b"zz" + buf)[2:], rev1)
+    assert res == (len(layout), 0, len(buf), 0)
+    assert recs == [r for _, _, r in layout]
+
+
+@pytest.mark.parametrize("rev1", [True, False])
+def test_scan_max_frames(nat, rev1):
+    buf, layout = build_stream(rev1)
+    res, recs = scan(nat, buf, rev1, max_frames=0)
+    assert res == (0, 0, 0, 0) and recs == []
+    res, recs = scan(nat, buf, rev1, max_frames=3)
+    pos = layout[2][0] + layout[2][1]
+    assert res == (3, 0, pos, 0)
+    assert recs == [f[2] for f in layout[:3]]
+    res, recs = scan(nat, buf, rev1, start=pos, max_frames=64)
+    assert res == (len(layout) - 3, 0, len(buf), 0)
+    assert recs == [f[2] for f in layout[3:]]
+
+
+def _region_status(nat, rev1, segments, index, bit):
+    """Expected (status, flags) after flipping ``bit`` of byte ``index``."""
+    lens = [len(s) for s in segments]
+    n = len(lens)
+    if index < 32:
+        return nat.SCAN_BAD_PREAMBLE_CRC, 0
+    off = index - 32
+    if rev1:
+        first = lens[0] + (4 if lens[0] else 0)
+        if off < first + sum(lens[1:]):
+            return nat.SCAN_BAD_SEGMENT_CRC, 0
+        epi = off - first - sum(lens[1:])
+        if epi == 0:
+            late = 0x0E ^ (1 << bit)
+            if late & 0x0F == 0x0E:
+                return nat.SCAN_OK, 0
+            return (nat.SCAN_OK, nat.FLAG_ABORTED) if late & 0x0F == 1 else \
+                (nat.SCAN_BAD_LATE_STATUS, 0)
+        used = (epi - 1) // 4 + 1 < n
+        return (nat.SCAN_BAD_SEGMENT_CRC if used else nat.SCAN_OK), 0
+    if off < sum(lens):
+        return nat.SCAN_BAD_SEGMENT_CRC, 0
+    epi = off - sum(lens)
+    if epi == 0:
+        return nat.SCAN_OK, (nat.FLAG_ABORTED if bit == 0 else 0)
+    used = (epi - 1) // 4 < n
+    return (nat.SCAN_BAD_SEGMENT_CRC if used else nat.SCAN_OK), 0
+
+
+@pytest.mark.parametrize("rev1", [True, False])
+@pytest.mark.parametrize("segments", [
+    [HELLO_PAYLOAD],
+    [b""],
+    [b"abc", b"defgh"],
+    [b"ab", b"", b"", b"xyz"],
+    [b"", b"q", b"", b"r"],
+])
+def test_scan_every_bit_flip(nat, rev1, segments):
+    good = build_frame(0x11, [b"ok"], rev1)
+    frame = build_frame(0x22, segments, rev1)
+    assert len(frame) == frame_size([len(s) for s in segments], rev1)
+    for index in range(len(frame)):
+        for bit in (range(8) if index < 40 or index >= len(frame) - 17
+                    else (0, 5)):
+            bad = bytearray(frame)
+            bad[index] ^= 1 << bit
+            status, flags = _region_status(nat, rev1, segments, index, bit)
+            res, recs = scan(nat, good + bytes(bad) + good, rev1)
+            if status == nat.SCAN_OK:
+                assert res[:2] == (3, 0), (index, bit, res)
+                assert recs[1][7] == flags, (index, bit)
+            else:
+                assert res == (1, status, len(good), 0), (index, bit, res)
+                assert recs == [expected_record(0, 0x11, [b"ok"])]
+
+
+@pytest.mark.parametrize("rev1", [True, False])
+def test_scan_bad_preamble_reported_before_body(nat, rev1):
+    frame = build_frame(0x11, [b"x" * 100, b"y" * 50], rev1)
+    corrupt = bytearray(frame[:32])
+    corrupt[3] ^= 0x40
+    assert scan(nat, bytes(corrupt), rev1)[0] == (0, 1, 0, 0)
+    # a valid preamble alone reports the needed size
+    assert scan(nat, frame[:32], rev1)[0] == (0, 0, 0, len(frame))
+    assert scan(nat, frame[:31], rev1)[0] == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("rev1", [True, False])
+def test_scan_segment_counts(nat, rev1):
+    for nseg, lens in ((0, []), (5, [1, 1, 1, 1]), (255, [1, 1, 1, 1]),
+                       (2, [4, 0]), (4, [1, 2, 3, 0])):
+        pre = make_preamble(0x11, nseg, lens)
+        assert scan(nat, pre, rev1)[0] == (0, 2, 0, 0), (nseg, lens)
+        assert scan(nat, pre + b"\0" * 200, rev1)[0] == (0, 2, 0, 0)
+    # a single empty segment is fine (e.g. WAIT)
+    assert scan(nat, make_preamble(0x10, 1, [0]), rev1)[0][1] == 0
+
+
+@pytest.mark.parametrize("rev1", [True, False])
+def test_scan_segment_too_large(nat, rev1):
+    frame = build_frame(0x11, [b"a" * 10, b"b" * 300], rev1)
+    assert scan(nat, frame, rev1, max_segment=300)[0] == (1, 0, len(frame), 0)
+    assert scan(nat, frame, rev1, max_segment=299)[0] == (0, 3, 0, 0)
+    assert scan(nat, frame[:32], rev1, max_segment=299)[0] == (0, 3, 0, 0)
+    huge = make_preamble(0x11, 1, [0xFFFFFFFF])
+    assert scan(nat, huge, rev1, max_segment=1 << 20)[0] == (0, 3, 0, 0)
+    size = frame_size([0xFFFFFFFF], rev1)
+    assert scan(nat, huge, rev1, max_segment=1 << 40)[0] == (0, 0, 0, size)
+
+
+def test_scan_late_status_values(nat):
+    segs = [b"front", b"middle"]
+    for late, want in ((0x0E, (0, 0)), (0xFE, (0, 0)), (0x01, (0, 1)),
+                       (0x71, (0, 1)), (0x00, (5, None)), (0x0F, (5, None)),
+                       (0x05, (5, None)), (0xE0, (5, None))):
+        frame = build_frame(0x11, segs, True, late=late)
+        res, recs = scan(nat, frame, True)
+        assert res[1] == want[0], hex(late)
+        if want[1] is not None:
+            assert recs[0][7] == want[1]
+    for flags, aborted in ((0, 0), (1, 1), (0xFE, 0), (0xFF, 1)):
+        frame = build_frame(0x11, segs, False, late=flags)
+        res, recs = scan(nat, frame, False)
+        assert res[1] == 0 and recs[0][7] == aborted
+
+
+def test_scan_crc_checked_before_late_status(nat):
+    frame = build_frame(0x11, [b"front", b"middle"], True, late=0x33)
+    frame = bytearray(frame)
+    frame[32 + 5 + 4] ^= 1  # first byte of segment 1
+    assert scan(nat, bytes(frame), True)[0] == (0, 4, 0, 0)
+
+
+@pytest.mark.parametrize("rev1", [True, False])
+def test_scan_ignores_unused_descriptors(nat, rev1):
+    frame = build_frame(0x11, [b"abc", b"de"], rev1,
+                        tail_descs=[(999999999, 7), (123, 4096)])
+    res, recs = scan(nat, frame, rev1, max_segment=100)
+    assert res == (1, 0, len(frame), 0)
+    assert recs == [[0, 0x11, 2, 3, 2, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("rev1", [True, False])
+def test_scan_empty_middle_segments(nat, rev1):
+    segs = [b"F" * 7, b"", b"", b"D" * 4096]
+    frame = build_frame(0x11, segs, rev1)
+    res, recs = scan(nat, frame, rev1)
+    assert res == (1, 0, len(frame), 0)
+    assert recs == [[0, 0x11, 4, 7, 0, 0, 4096, 0]]
+
+
+def test_scan_argument_checks(nat):
+    out = new_out(4)
+    with pytest.raises(ValueError):
+        nat.scan_frames(HELLO_REV1, 0, 73, True, 1 << 20, out, 4)
+    with pytest.raises(ValueError):
+        nat.scan_frames(HELLO_REV1, 10, 5, True, 1 << 20, out, 4)
+    with pytest.raises(ValueError):
+        nat.scan_frames(HELLO_REV1, -1, 5, True, 1 << 20, out, 4)
+    with pytest.raises(ValueError):
+        nat.scan_frames(HELLO_REV1, 0, 72, True, 1 << 20, out, 5)
+    with pytest.raises(ValueError):
+        nat.scan_frames(HELLO_REV1, 0, 72, True, 1 << 20, out, -1)
+    with pytest.raises(TypeError):
+        nat.scan_frames(HELLO_REV1, 0, 72, True, 1 << 20, bytes(64), 1)
+    assert nat.scan_frames(HELLO_REV1, 72, 72, True, 1 << 20, out, 4) == \
+        (0, 0, 72, 0)
+
+
+def test_scan_backends_agree_on_random_streams():
+    cffi_mod = need_cffi()
+    rnd = random.Random(2024)
+    for case in range(300):
+        rev1 = bool(case & 1)
+        frames = []
+        for _ in range(rnd.randrange(1, 6)):
+            n = rnd.randrange(1, 5)
+            segs = [bytes(rnd.randrange(256) for _ in range(rnd.choice(
+                (0, 1, 3, 8, 40)))) for _ in range(n)]
+            if n > 1 and not segs[-1]:
+                segs[-1] = b"z"
+            frames.append((rnd.randrange(256), segs, rnd.random() < 0.2))
+        buf = bytearray(build_stream(rev1, frames)[0])
+        for _ in range(rnd.randrange(3)):
+            buf[rnd.randrange(len(buf))] ^= 1 << rnd.randrange(8)
+        end = rnd.randrange(len(buf) + 1) if rnd.random() < 0.3 else len(buf)
+        max_segment = rnd.choice((1 << 20, 30))
+        max_frames = rnd.choice((64, 2))
+        results = []
+        for mod in (pure, cffi_mod):
+            out = new_out(max_frames)
+            res = mod.scan_frames(bytes(buf), 0, end, rev1, max_segment, out,
+                                  max_frames)
+            results.append((res, list(out[:8 * res[0]])))
+        assert results[0] == results[1], case
+
+
+# ------------------------------------------------------------------ ring set
+
+
+def test_ring_construction(nat):
+    rs = nat.RingSet(3, 5)
+    assert (rs.nrings, rs.capacity, rs.mask) == (3, 8, 7)
+    assert len(rs.slots) == 3 and all(len(s) == 8 for s in rs.slots)
+    assert rs.slots[0] is not rs.slots[1]
+    assert nat.RingSet(1, 2).capacity == 2
+    assert nat.RingSet(1, 1024).capacity == 1024
+    assert nat.RingSet(1, 1025).capacity == 2048
+    for bad in ((0, 8), (-1, 8), (1, 1), (1, 0)):
+        with pytest.raises(ValueError):
+            nat.RingSet(*bad)
+    for _ in range(200):  # allocation and finalisation
+        nat.RingSet(4, 16)
+    assert not rs.closed
+
+
+def test_ring_single_thread_protocol(nat):
+    rs = nat.RingSet(2, 4)
+    assert rs.wait([0, 0], 0) == [0, 0]
+    assert rs.head(0) == 0 and rs.head(1) == 0
+    rs.slots[1][0] = "a"
+    rs.slots[1][1] = "b"
+    rs.publish(1, 2)
+    rs.publish(1, 2)  # no-op
+    assert rs.wait([0, 0], None) == [0, 2]
+    assert rs.wait([0, 0], 0.0) == [0, 2]
+    assert rs.head(1) == 0
+    assert rs.wait([0, 2], 0) == [0, 2]
+    assert rs.head(1) == 2
+    with pytest.raises(ValueError):
+        rs.publish(1, 1)
+    with pytest.raises(IndexError):
+        rs.publish(2, 1)
+    with pytest.raises(IndexError):
+        rs.publish(-1, 1)
+    with pytest.raises(IndexError):
+        rs.head(2)
+    with pytest.raises(ValueError):
+        rs.wait([0], 0)
+
+
+def test_ring_wait_timeout(nat):
+    rs = nat.RingSet(2, 8)
+    t0 = time.monotonic()
+    assert rs.wait([0, 0], 0.05) == [0, 0]
+    assert time.monotonic() - t0 >= 0.045
+
+
+def test_ring_close_drains_first(nat):
+    rs = nat.RingSet(1, 8)
+    rs.slots[0][0] = 1
+    rs.publish(0, 1)
+    rs.close()
+    rs.close()  # idempotent
+    assert rs.closed
+    assert rs.wait([0], None) == [1]
+    assert rs.wait([1], None) is None
+    assert rs.wait([1], 0) is None
+
+
+def _wait_until_sleeping(rs):
+    deadline = time.monotonic() + 10
+    while not rs._consumer_sleeping():
+        assert time.monotonic() < deadline, "consumer never went to sleep"
+        os.sched_yield()
+
+
+def _start_consumer(rs, heads, result):
+    def run():
+        result.append(rs.wait(heads, None))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ring_consumer_woken_by_one_publish(nat):
+    rs = nat.RingSet(3, 8)
+    result = []
+    thread = _start_consumer(rs, [0, 0, 0], result)
+    try:
+        _wait_until_sleeping(rs)
+        rs.slots[2][0] = "item"
+        rs.publish(2, 1)
+        thread.join(10)
+        assert not thread.is_alive()
+        assert result == [[0, 0, 1]]
+        assert rs.slots[2][0] == "item"
+    finally:
+        rs.close()
+        thread.join(10)
+
+
+def test_ring_close_wakes_waiting_consumer(nat):
+    rs = nat.RingSet(2, 8)
+    result = []
+    thread = _start_consumer(rs, [0, 0], result)
+    try:
+        _wait_until_sleeping(rs)
+        rs.close()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert result == [None]
+    finally:
+        rs.close()
+        thread.join(10)
+
+
+def _producer(rs, ring, count, seed, errors):
+    rnd = random.Random(seed)
+    slots, mask, cap = rs.slots[ring], rs.mask, rs.capacity
+    tail = cached_head = 0
+    try:
+        while tail < count:
+            batch = min(rnd.randint(1, 300), count - tail)
+            while batch:
+                if tail - cached_head >= cap:
+                    cached_head = rs.head(ring)
+                    if tail - cached_head >= cap:
+                        os.sched_yield()  # full: back off, retry
+                        continue
+                room = min(batch, cap - (tail - cached_head))
+                for _ in range(room):
+                    slots[tail & mask] = (ring, tail)
+                    tail += 1
+                batch -= room
+                rs.publish(ring, tail)
+    except BaseException as exc:  # reported by the test thread
+        errors.append(exc)
+
+
+def test_ring_two_producers_stress(nat):
+    count, nprod = 200_000, 2
+    rs = nat.RingSet(nprod, 1024)
+    errors = []
+    producers = [threading.Thread(target=_producer,
+                                  args=(rs, i, count, 100 + i, errors),
+                                  daemon=True) for i in range(nprod)]
+    expected = [0] * nprod
+    bad = []
+
+    def consume():
+        heads = [0] * nprod
+        mask = rs.mask
+        while (tails := rs.wait(heads, None)) is not None:
+            for i in range(nprod):
+                ring = rs.slots[i]
+                for s in range(heads[i], tails[i]):
+                    item = ring[s & mask]
+                    ring[s & mask] = None
+                    if item != (i, expected[i]):
+                        bad.append((i, s, item))
+                    expected[i] += 1
+            heads = tails
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    for p in producers:
+        p.start()
+    try:
+        for p in producers:
+            p.join(120)
+            assert not p.is_alive()
+    finally:
+        rs.close()
+        consumer.join(120)
+    assert not consumer.is_alive()
+    assert errors == []
+    assert bad == []
+    assert expected == [count] * nprod
+    assert all(x is None for ring in rs.slots for x in ring)
