@@ -1,0 +1,130 @@
+"""Shared fixtures: messengers that are always shut down, leak checks, waiting helpers."""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+
+import pytest
+
+import msgr
+from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
+
+
+def wait_for(pred, timeout: float = 10.0, interval: float = 0.005) -> bool:
+    """Polls ``pred()`` until true or ``timeout``; returns its last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(interval)
+    return bool(pred())
+
+
+class Recorder(Dispatcher):
+    """Records every callback; messages go to a queue and a list."""
+
+    def __init__(self, reply: bool = False) -> None:
+        self.q: queue.Queue = queue.Queue()
+        self.msgs: list = []
+        self.events: list = []
+        self.reply = reply
+        self.lock = threading.Lock()
+
+    def ms_dispatch(self, msg):
+        with self.lock:
+            self.msgs.append(msg)
+        if self.reply:
+            msg.connection.send_message(Message(msg.type, front=msg.front, tid=msg.tid))
+        self.q.put(msg)
+        return True
+
+    def _ev(self, name, conn):
+        with self.lock:
+            self.events.append((name, conn))
+
+    def ms_handle_connect(self, conn):
+        self._ev("connect", conn)
+
+    def ms_handle_accept(self, conn):
+        self._ev("accept", conn)
+
+    def ms_handle_reset(self, conn):
+        self._ev("reset", conn)
+        return True
+
+    def ms_handle_remote_reset(self, conn):
+        self._ev("remote_reset", conn)
+
+    def ms_handle_refused(self, conn):
+        self._ev("refused", conn)
+        return True
+
+    def count(self, name, conn=None) -> int:
+        with self.lock:
+            return sum(1 for n, c in self.events if n == name and (conn is None or c is conn))
+
+    def get(self, timeout: float = 10.0) -> Message:
+        return self.q.get(timeout=timeout)
+
+
+def _fds() -> set:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _msgr_threads() -> list:
+    return [t for t in threading.enumerate() if t.name.startswith("msgr-")]
+
+
+@pytest.fixture
+def messengers():
+    """A factory of Messengers; all are shut down and waited for afterwards,
+    and the test fails if any msgr thread or fd is left behind."""
+    fds_before = _fds()
+    made: list[Messenger] = []
+
+    def make(name="client.-1", *, policy=None, bind=False, start=True, dispatcher=None, **cfg):
+        m = Messenger(EntityName.parse(name), config=Config(**cfg))
+        if policy is not None:
+            m.set_default_policy(policy)
+        if dispatcher is not None:
+            m.add_dispatcher_tail(dispatcher)
+        m.bound = m.bind("v2:127.0.0.1:0") if bind else None
+        made.append(m)
+        if start:
+            m.start()
+        return m
+
+    yield make
+    for m in made:
+        m.shutdown()
+    for m in made:
+        assert m.wait(10), f"{m} did not stop"
+    assert wait_for(lambda: not _msgr_threads(), 5), _msgr_threads()
+    leaked = {fd for fd in _fds() - fds_before if _is_socketish(fd)}
+    assert wait_for(lambda: not {fd for fd in _fds() - fds_before if _is_socketish(fd)}, 5), leaked
+
+
+def _is_socketish(fd: str) -> bool:
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
+    return target.startswith(("socket:", "anon_inode:"))
+
+
+@pytest.fixture
+def server_client(messengers):
+    """An echoing OSD server (stateless) and a lossy client, started."""
+    def make(server_cfg=None, client_cfg=None, client_dispatcher=None, server_dispatcher=None):
+        sd = server_dispatcher or Recorder(reply=True)
+        cd = client_dispatcher or Recorder()
+        s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=sd,
+                       **(server_cfg or {}))
+        c = messengers("client.-1", policy=Policy.lossy_client(), dispatcher=cd, **(client_cfg or {}))
+        return s, sd, c, cd
+    return make
+
+
+__all__ = ["wait_for", "Recorder", "msgr", "EntityType"]

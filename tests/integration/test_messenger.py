@@ -1,0 +1,209 @@
+"""Messengers on 127.0.0.1: round trips, ordering, large segments, lifecycle."""
+import threading
+
+import pytest
+
+from msgr import EntityAddr, EntityType, Message, Policy
+from tests.conftest import Recorder, wait_for
+
+
+def test_round_trip(server_client):
+    s, sd, c, cd = server_client()
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    conn.send_message(Message(42, front=b"hello", tid=7))
+    reply = cd.get()
+    assert (reply.type, reply.front, reply.tid) == (42, b"hello", 7)
+    assert reply.connection is conn and str(reply.source) == "osd.0"
+    assert conn.is_connected() and str(conn.peer_name) == "osd.0" and conn.peer_type == EntityType.OSD
+    assert cd.count("connect", conn) == 1 and sd.count("accept") == 1
+    assert c.connect_to(EntityType.OSD, s.bound) is conn
+    assert conn.is_lossy
+
+
+@pytest.mark.parametrize("dispatch_threads", [0, 1, 2])
+def test_eight_connections_keep_order(server_client, dispatch_threads):
+    cfg = {"dispatch_threads": dispatch_threads, "io_threads": 2}
+    s, sd, c, cd = server_client(server_cfg=cfg, client_cfg=cfg)
+    conns = [c.connect_to(EntityType.OSD, s.bound, anon=True) for _ in range(8)]
+    for i in range(500):
+        for k, conn in enumerate(conns):
+            conn.send_message(Message(1, front=b"%d:%d" % (k, i), tid=i))
+    assert wait_for(lambda: len(cd.msgs) == 4000, 20), len(cd.msgs)
+    per = {}
+    for m in cd.msgs:
+        per.setdefault(m.connection, []).append(m.tid)
+    assert len(per) == 8
+    for tids in per.values():
+        assert tids == list(range(500))
+    server_per = {}
+    for m in sd.msgs:
+        server_per.setdefault(m.connection, []).append(m.seq)
+    assert all(seqs == list(range(1, 501)) for seqs in server_per.values())
+
+
+def test_eight_mib_data_segment_intact(server_client):
+    s, sd, c, cd = server_client()
+    data = bytes(range(256)) * (32 * 1024)
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    conn.send_message(Message(9, front=b"f", middle=b"m", data=data))
+    m = sd.get()
+    assert bytes(m.data) == data and m.front == b"f" and m.middle == b"m"
+
+
+def test_mark_down_no_local_notification_and_fresh_connection(server_client):
+    s, sd, c, cd = server_client()
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    conn.send_message(Message(1))
+    cd.get()
+    conn.mark_down()
+    assert not conn.is_connected()
+    conn.send_message(Message(2))                     # dropped, counted
+    assert wait_for(lambda: c.perf_dump()["messages_dropped"] >= 1)
+    fresh = c.connect_to(EntityType.OSD, s.bound)
+    assert fresh is not conn
+    fresh.send_message(Message(3, tid=3))
+    assert cd.get().tid == 3
+    assert cd.count("reset") == 0
+    assert wait_for(lambda: sd.count("accept") == 2)
+
+
+def test_refused_address(messengers):
+    rec = Recorder()
+    c = messengers(dispatcher=rec, ms_initial_backoff=0.05, ms_max_backoff=0.1)
+    probe = messengers("osd.9", bind=True, start=False)
+    dead = probe.bound
+    probe._listeners[0].close()
+    probe._listeners.clear()
+    conn = c.connect_to(EntityType.OSD, dead)
+    assert wait_for(lambda: rec.count("refused", conn) >= 2)
+    assert not conn.is_connected()
+    conn.mark_down()
+
+
+def test_loopback_from_four_threads_keeps_each_threads_order(messengers):
+    rec = Recorder()
+    m = messengers("osd.3", dispatcher=rec, bind=True)
+    lc = m.get_loopback_connection()
+    assert lc is m.get_loopback_connection() and lc.is_connected()
+
+    def sender(k):
+        for i in range(300):
+            lc.send_message(Message(5, front=bytes([k]), tid=i))
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wait_for(lambda: len(rec.msgs) == 1200)
+    for k in range(4):
+        assert [x.tid for x in rec.msgs if x.front == bytes([k])] == list(range(300))
+    assert all(str(x.source) == "osd.3" and x.connection is lc for x in rec.msgs)
+
+
+def test_rebind_avoids_ports(messengers):
+    rec = Recorder(reply=True)
+    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=rec)
+    old = s.bound
+    avoid = {old.port + i for i in range(1, 5)}
+    new = s.rebind(avoid)
+    assert new.port != old.port and new.port not in avoid and new.nonce != old.nonce
+    cd = Recorder()
+    c = messengers(dispatcher=cd, policy=Policy.lossy_client())
+    c.connect_to(EntityType.OSD, new).send_message(Message(1, tid=1))
+    assert cd.get().tid == 1
+
+
+def test_shutdown_from_a_dispatcher(messengers):
+    done = threading.Event()
+
+    class Stopper(Recorder):
+        def ms_dispatch(self, msg):
+            msg.connection.msgr.shutdown()
+            done.set()
+            return True
+    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=Stopper())
+    c = messengers(policy=Policy.lossy_client(), dispatcher=Recorder())
+    c.connect_to(EntityType.OSD, s.bound).send_message(Message(1))
+    assert done.wait(10)
+    assert s.wait(10)
+
+
+def test_context_manager_and_wait(messengers):
+    from msgr import Config, EntityName, Messenger
+    with Messenger(EntityName.parse("osd.1"), config=Config(io_threads=1)) as m:
+        assert m.get_loopback_connection().is_connected()
+    assert m.wait(0)
+
+
+def test_lossy_server_shutdown_resets_client_once(server_client):
+    s, sd, c, cd = server_client()
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    conn.send_message(Message(1))
+    cd.get()
+    s.shutdown()
+    assert s.wait(10)
+    assert wait_for(lambda: cd.count("reset", conn) == 1)
+    assert not conn.is_connected()
+    conn.send_message(Message(2))
+    assert wait_for(lambda: c.perf_dump()["messages_dropped"] >= 1)
+    assert cd.count("reset", conn) == 1
+
+
+def test_keepalive_ack(server_client):
+    s, sd, c, cd = server_client()
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    conn.send_message(Message(1))
+    cd.get()
+    assert conn.last_keepalive_ack is None
+    conn.send_keepalive()
+    assert wait_for(lambda: conn.last_keepalive_ack is not None)
+
+
+def test_anon_connections_are_distinct(server_client):
+    s, sd, c, cd = server_client()
+    a = c.connect_to(EntityType.OSD, s.bound, anon=True)
+    b = c.connect_to(EntityType.OSD, s.bound, anon=True)
+    assert a is not b
+    a.send_message(Message(1, tid=1))
+    b.send_message(Message(1, tid=2))
+    got = {cd.get().connection for _ in range(2)}
+    assert got == {a, b}
+    assert wait_for(lambda: sd.count("accept") == 2)
+    server_conns = {conn for n, conn in sd.events if n == "accept"}
+    assert len(server_conns) == 2
+
+
+def test_mark_down_all_resets_each(server_client):
+    s, sd, c, cd = server_client()
+    conns = [c.connect_to(EntityType.OSD, s.bound, anon=True) for _ in range(3)]
+    for k in conns:
+        k.send_message(Message(1))
+    for _ in conns:
+        cd.get()
+    c.mark_down_all()
+    assert wait_for(lambda: cd.count("reset") == 3)
+    assert all(not k.is_connected() for k in conns)
+
+
+def test_idle_timeout_closes_lossy_connection(server_client):
+    s, sd, c, cd = server_client(client_cfg={"ms_connection_idle_timeout": 0.5})
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    conn.send_message(Message(1))
+    cd.get()
+    assert wait_for(lambda: cd.count("reset", conn) == 1, 5)
+    assert c.perf_dump()["idle_timeouts"] == 1
+
+
+def test_perf_dump_counts(server_client):
+    s, sd, c, cd = server_client()
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    for i in range(10):
+        conn.send_message(Message(1, front=b"x" * 10))
+    for _ in range(10):
+        cd.get()
+    assert wait_for(lambda: s.perf_dump()["messages_received"] == 10)
+    cp, sp = c.perf_dump(), s.perf_dump()
+    assert cp["messages_sent"] == 10 and cp["messages_received"] == 10
+    assert sp["messages_sent"] == 10
+    assert cp["bytes_sent"] == sp["bytes_received"] and cp["connections"] == 1
+    assert c.get_dispatch_queue_len() == 0
