@@ -1,0 +1,107 @@
+"""Dispatcher chain rules, fast dispatch, and receive throttles."""
+import threading
+
+import pytest
+
+from msgr import Dispatcher, EntityType, Message, Policy
+from tests.conftest import Recorder, wait_for
+
+
+class Fast(Recorder):
+    """Fast-dispatches even tids on the I/O thread; odd ones go the normal way."""
+
+    def __init__(self):
+        super().__init__()
+        self.fast_threads = set()
+
+    def ms_can_fast_dispatch(self, msg):
+        return msg.tid % 2 == 0
+
+    def ms_fast_dispatch(self, msg):
+        self.fast_threads.add(threading.current_thread().name)
+        self.ms_dispatch(msg)
+
+
+def test_fast_dispatch_runs_on_io_thread(messengers):
+    fast = Fast()
+    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=fast)
+    c = messengers(policy=Policy.lossy_client(), dispatcher=Recorder())
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    for i in range(20):
+        conn.send_message(Message(1, tid=i))
+    assert wait_for(lambda: len(fast.msgs) == 20)
+    assert fast.fast_threads and all(n.startswith("msgr-io") for n in fast.fast_threads)
+    assert sorted(m.tid for m in fast.msgs) == list(range(20))
+    assert s.get_dispatch_queue_len() == 0
+
+
+def test_dispatch_chain_first_true_wins_and_events_broadcast(messengers):
+    class Declines(Recorder):
+        def ms_dispatch(self, msg):
+            super().ms_dispatch(msg)
+            return False
+
+    first, second, third = Declines(), Recorder(), Recorder()
+    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True)
+    s.add_dispatcher_tail(second)
+    s.add_dispatcher_head(first)
+    s.add_dispatcher_tail(third)
+    c = messengers(policy=Policy.lossy_client(), dispatcher=Recorder())
+    c.connect_to(EntityType.OSD, s.bound).send_message(Message(1))
+    assert wait_for(lambda: len(second.msgs) == 1)
+    assert len(first.msgs) == 1 and len(third.msgs) == 0
+    assert wait_for(lambda: all(d.count("accept") == 1 for d in (first, second, third)))
+    c.mark_down_all()
+    assert wait_for(lambda: first.count("reset") == 1)
+    # reset is first-True-wins: Recorder returns True, so only the first sees it
+    assert second.count("reset") == 0 and third.count("reset") == 0
+
+
+def test_policy_message_throttle_applies_back_pressure(messengers):
+    release = threading.Event()
+    seen = []
+    in_flight = []
+
+    class Slow(Dispatcher):
+        def ms_dispatch(self, msg):
+            seen.append(msg.tid)
+            in_flight.append(s.perf_dump()["throttle_waits"])
+            release.wait(10)
+            return True
+
+    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, start=False)
+    s.add_dispatcher_tail(Slow())
+    s.set_policy_throttlers(EntityType.CLIENT, max_messages=2)
+    s.start()
+    c = messengers(policy=Policy.lossy_client(), dispatcher=Recorder())
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    for i in range(50):
+        conn.send_message(Message(1, tid=i, data=b"x" * 1000))
+    assert wait_for(lambda: s.perf_dump()["throttle_waits"] >= 1)
+    assert s.get_dispatch_queue_len() <= 2          # at most the throttle's worth handed over
+    release.set()
+    assert wait_for(lambda: len(seen) == 50)
+    assert seen == list(range(50))
+
+
+def test_dispatch_throttle_bytes(messengers):
+    gate = threading.Event()
+
+    class Gate(Recorder):
+        def ms_dispatch(self, msg):
+            gate.wait(10)
+            return super().ms_dispatch(msg)
+
+    g = Gate()
+    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=g,
+                   ms_dispatch_throttle_bytes=100_000)
+    c = messengers(policy=Policy.lossy_client(), dispatcher=Recorder())
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    for i in range(40):
+        conn.send_message(Message(1, tid=i, data=bytes(30_000)))
+    assert wait_for(lambda: s.perf_dump()["throttle_waits"] >= 1)
+    assert s._dispatch_throttle.current <= 100_000
+    gate.set()
+    assert wait_for(lambda: len(g.msgs) == 40)
+    assert [m.tid for m in g.msgs] == list(range(40))
+    assert wait_for(lambda: s._dispatch_throttle.current == 0)
