@@ -131,6 +131,8 @@ class Messenger(DeliveryMixin):
             r.add_end_hook(self._flusher(w))
             self._workers.append(w)
         self._pool.start()
+        from . import metrics
+        metrics.register_messenger(self)
         for lst in self._listeners:
             self._pool.reactors[0].submit(self._add_listener, lst)
 
