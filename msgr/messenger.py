@@ -64,6 +64,8 @@ class Messenger(DeliveryMixin):
         self._started = self._stopped = False
         self._learned: EntityAddr | None = None
         self._all_conns: set = set()
+        self._inject_rng = random.Random(self.config.ms_inject_seed or None)
+        self.interceptor = None
         self._init_delivery()
 
     # ------------------------------------------------------------ configuration
@@ -215,6 +217,41 @@ class Messenger(DeliveryMixin):
             conn._attach(worker.producers[id(conn) // 16 % len(worker.producers)])
         worker.counters.connections_opened += 1
 
+    def _register_if_absent(self, addr: EntityAddr, conn: Connection, register: bool = True):
+        """The live connection registered for ``addr``, or None after registering ``conn``."""
+        with self._lock:
+            ex = self._conns.get(addr)
+            if ex is not None and ex is not conn and not ex.is_closed:
+                return ex
+            if register:
+                self._conns[addr] = conn
+            return None
+
+    def _replace_registration(self, addr: EntityAddr, new: Connection, old: Connection) -> None:
+        with self._lock:
+            if self._conns.get(addr) in (old, None) or self._conns[addr].is_closed:
+                self._conns[addr] = new
+
+    def _make_transport(self, addr: EntityAddr):
+        cfg = self.config
+        t = self._factory.connect(addr, nodelay=cfg.ms_tcp_nodelay, rcvbuf=cfg.ms_tcp_rcvbuf)
+        return self._wrap_transport(t)
+
+    def _wrap_transport(self, t):
+        """Adds fault injection (``ms_inject_socket_failures``) when configured."""
+        n = self.config.ms_inject_socket_failures
+        if not n:
+            return t
+        from .transports.inject import FailureInjector
+        return FailureInjector(t, n, self._inject_rng)
+
+    def _inject_internal_delay(self) -> None:
+        """``ms_inject_internal_delays``: sleep at race-prone points (tests only)."""
+        d = self.config.ms_inject_internal_delays
+        if d and self._inject_rng.random() < 0.5:
+            import time
+            time.sleep(d * self._inject_rng.random())
+
     def _on_closed(self, conn: Connection) -> None:
         with self._lock:
             self._all_conns.discard(conn)
@@ -252,7 +289,7 @@ class Messenger(DeliveryMixin):
                 conn = Connection(self, worker, EntityType.ANY, t.peer_addr,
                                   self._policies.default, outgoing=False)
                 self._attach(conn, worker)
-            worker.reactor.submit(conn._start_accept, t)
+            worker.reactor.submit(conn._start_accept, self._wrap_transport(t))
 
     # ------------------------------------------------------------ machine params
     def _my_addrs(self) -> tuple:
@@ -281,7 +318,7 @@ class Messenger(DeliveryMixin):
                     max_segment_bytes=cfg.ms_max_segment_bytes,
                     ready_timeout=cfg.ms_connection_ready_timeout,
                     idle_timeout=cfg.ms_connection_idle_timeout,
-                    next_global_seq=self.next_global_seq)
+                    next_global_seq=self.next_global_seq, interceptor=self.interceptor)
 
     def _connect_params(self, conn: Connection) -> MachineParams:
         return MachineParams(policy=conn.policy, peer_type=int(conn.peer_type),

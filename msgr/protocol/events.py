@@ -12,7 +12,7 @@ from ..entity import EntityAddr, EntityName
 from ..errors import MsgrError
 
 __all__ = ["NEED_DATA", "Established", "Faulted", "KeepaliveAck", "AddrLearned",
-           "RemoteReset"]
+           "RemoteReset", "SessionRequest", "Decision"]
 
 
 class _NeedData:
@@ -79,3 +79,36 @@ class AddrLearned:
 @dataclass(frozen=True, slots=True)
 class RemoteReset:
     """The peer lost our session (SESSION_RESET full); queues were dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRequest:
+    """Accepting side: a CLIENT_IDENT or SESSION_RECONNECT awaits the owner's decision.
+
+    The machine processes no further frames until ``machine.decide(Decision)``.
+    ``ident`` is the decoded ``ClientIdent`` or ``Reconnect`` payload.
+    """
+
+    reconnect: bool
+    ident: object
+    peer_addrs: tuple
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The owner's answer to a :class:`SessionRequest` (Ceph's ``handle_existing_connection``
+    and ``handle_reconnect`` outcomes).
+
+    Attributes:
+        kind: ``"accept"`` (SERVER_IDENT, or RECONNECT_OK for a reconnect),
+            ``"wait"``, ``"reset"``, ``"retry"``, ``"retry_global"`` or ``"stop"``.
+        full: for ``"reset"``: a full session reset.
+        seq: for ``"retry"`` the connect_seq, for ``"retry_global"`` the global_seq.
+        session: for ``"accept"``: the existing Session to continue (reuse), or
+            None for the machine's own new session.
+    """
+
+    kind: str
+    full: bool = False
+    seq: int = 0
+    session: object = None

@@ -14,13 +14,13 @@ from ..entity import EntityAddr, EntityName, EntityType
 from ..errors import RemoteProtocolError
 from .events import AddrLearned, Established, RemoteReset
 from .frames import Tag, control_frame
+from .intercept import WRITE_BPS
 from .params import FEATURE_MSG_ADDR2, MSGR2_REV1
 from .payloads import (FLAG_LOSSY, AuthBadMethod, AuthDone, AuthRequest, ClientIdent, Hello,
                        Reconnect, ServerIdent, decode_auth_done, decode_auth_request,
-                       decode_client_ident, decode_hello, decode_reconnect,
-                       decode_server_ident, decode_u8, decode_u64, encode_auth_bad_method,
-                       encode_auth_done, encode_auth_request, encode_client_ident,
-                       encode_hello, encode_reconnect, encode_server_ident, encode_u8, encode_u64)
+                       decode_hello, decode_server_ident, decode_u8, decode_u64,
+                       encode_auth_bad_method, encode_auth_done, encode_auth_request,
+                       encode_client_ident, encode_hello, encode_reconnect)
 from .states import ConnState
 
 __all__ = ["HandshakeMixin", "BANNER_PREFIX", "WaitSignal"]
@@ -57,6 +57,8 @@ class HandshakeMixin:
         self.my_addrs = tuple(p.my_addrs)
 
     def _send(self, tag: Tag, payload: bytes) -> None:
+        if self._ic is not None:
+            self._hit(WRITE_BPS[int(tag)])
         self._out.append(control_frame(tag, payload, self.rev1))
 
     # ----------------------------------------------------------- banner
@@ -190,14 +192,17 @@ class HandshakeMixin:
         if ident.flags & FLAG_LOSSY and not self.policy.lossy:
             self.policy = self.policy.as_lossy()
         s.lossy = self.policy.lossy
-        s.in_seq = 0
         self._established(ident.gid, ident.addrs, ident.features_supported, accepted=False)
 
     def _established(self, gid: int, addrs: tuple, peer_features: int, accepted: bool,
                      reconnected: bool = False) -> None:
+        """READY: records the peer and emits Established (features already masked
+        when ``reconnected``)."""
+        s = self.session
         self.peer_name = EntityName(self.peer_type, gid)
         self.peer_addrs = tuple(addrs)
-        self.features = peer_features & self.p.features_supported
+        self.features = peer_features if reconnected else peer_features & self.p.features_supported
+        s.peer_gid, s.features = gid, self.features
         self._events.append(Established(accepted, self.peer_name, self.peer_addrs,
                                         self.features, self.policy.lossy, reconnected))
 
@@ -213,9 +218,8 @@ class HandshakeMixin:
         ms = decode_u64(payload, "SESSION_RECONNECT_OK")
         s = self.session
         s.discard_requeued_up_to(ms)
-        self._established(self.peer_name.num if self.peer_name else -1, self.peer_addrs,
-                          self.features or self.p.features_supported, accepted=False,
-                          reconnected=True)
+        self._established(s.peer_gid, self.p.target_addr and (self.p.target_addr,) or (),
+                          s.features, accepted=False, reconnected=True)
 
     def _a_session_reset(self, payload: bytes) -> None:
         full = decode_u8(payload, "SESSION_RESET")
@@ -235,35 +239,3 @@ class HandshakeMixin:
         gs = decode_u64(payload, "SESSION_RETRY_GLOBAL")
         self.session.global_seq = self.p.next_global_seq(gs)
         self._send_reconnect()
-
-    # ----------------------------------------------------------- ident (server)
-    def _a_client_ident(self, payload: bytes):
-        ident: ClientIdent = decode_client_ident(payload)
-        if not ident.addrs or ident.addrs[0].type == "none":
-            raise RemoteProtocolError("CLIENT_IDENT without an address", "peer_addr")
-        if ident.target_addr not in self.my_addrs:
-            raise RemoteProtocolError(
-                f"peer is trying to reach us at {ident.target_addr}, which is not one of "
-                f"{[str(a) for a in self.my_addrs]}", "peer_addr")
-        required = self.policy.features_required | FEATURE_MSG_ADDR2
-        missing = required & ~ident.features_supported
-        if missing:
-            self._send(Tag.IDENT_MISSING_FEATURES, encode_u64(missing))
-            return ConnState.SESSION_ACCEPTING
-        s = self.session
-        s.client_cookie = ident.client_cookie
-        s.peer_global_seq = ident.global_seq
-        s.lossy = self.policy.lossy
-        s.server_cookie = 0 if s.lossy else self.p.rng.randrange(1, 1 << 64)
-        s.in_seq = 0
-        self._send(Tag.SERVER_IDENT, encode_server_ident(ServerIdent(
-            self.my_addrs, self.p.my_name.num, self.p.global_seq, self.p.features_supported,
-            required, FLAG_LOSSY if s.lossy else 0, s.server_cookie)))
-        self._established(ident.gid, ident.addrs, ident.features_supported, accepted=True)
-        return None
-
-    def _a_session_reconnect(self, payload: bytes):
-        decode_reconnect(payload)
-        # No session is kept for this peer here: tell it to start afresh.
-        self._send(Tag.SESSION_RESET, encode_u8(1))
-        return ConnState.SESSION_ACCEPTING

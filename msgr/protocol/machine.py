@@ -33,7 +33,9 @@ from ..errors import LocalProtocolError, MsgrError, RemoteProtocolError, Transpo
 from ..message import make_received
 from .events import NEED_DATA, Faulted
 from .frames import HEADER2, HEADER2_SIZE, PREAMBLE_SIZE, Tag, control_frame, message_frame
+from .accept import AcceptMixin
 from .handshake import BANNER_PREFIX, HandshakeMixin, WaitSignal
+from .intercept import BANNER_READ, BANNER_WRITE, READ_BPS, WRITE_BPS, Action
 from .session import Session
 from .states import TERMINAL, ConnState, Input, TRANSITIONS
 
@@ -53,11 +55,10 @@ _SCAN_ERRORS = {
 _TAG_INPUT = {t.value: Input(t.value) for t in Tag}
 _READY = ConnState.READY
 _MESSAGE = Tag.MESSAGE.value
-_ACK_FRAME = Tag.ACK.value
 _FRAME_FLAGS = 3   # CEPH_MSG_FOOTER_COMPLETE | CEPH_MSG_FOOTER_NOCRC, as Ceph sends
 
 
-class ProtocolMachine(HandshakeMixin):
+class ProtocolMachine(HandshakeMixin, AcceptMixin):
     """See the module docstring.
 
     Args:
@@ -88,6 +89,10 @@ class ProtocolMachine(HandshakeMixin):
         self._keepalive_acks: list = []
         self._ready_deadline = 0.0
         self._last_active = 0.0
+        self.owner = None
+        self.halted = False
+        self._bp_passed = False
+        self._ic = params.interceptor
         self._init_handshake()
 
     # ----------------------------------------------------------------- driving
@@ -96,6 +101,26 @@ class ProtocolMachine(HandshakeMixin):
         self._last_active = now
         self._ready_deadline = now + self.p.ready_timeout
         self._run(Input.CONNECT if self.connecting else Input.ACCEPT, None)
+        if self._ic is not None and not self.done:
+            try:
+                self._hit(BANNER_WRITE)
+            except MsgrError as e:
+                self._step(Input.FAULT, e)
+
+    # ----------------------------------------------------------------- interceptor
+    def _hit(self, bp) -> bool:
+        """Reports breakpoint ``bp``; False when the machine must halt here."""
+        action = self._ic.intercept(self.owner, bp)
+        if action is Action.CONTINUE:
+            return True
+        if action is Action.FAULT:
+            raise TransportError(f"interceptor fault at {bp}")
+        self.halted = True
+        return False
+
+    def resume(self) -> None:
+        """Lifts an interceptor BLOCK: processing and output go on."""
+        self.halted = False
 
     def close(self) -> None:
         """Local close (mark_down): CLOSED, no event."""
@@ -193,7 +218,8 @@ class ProtocolMachine(HandshakeMixin):
             return self._events.popleft()
         try:
             while not self._events:
-                if self.state is ConnState.CLOSED or self.state is ConnState.WAIT:
+                if self.state is ConnState.CLOSED or self.state is ConnState.WAIT or \
+                        self._request is not None or self.halted:
                     return NEED_DATA
                 if not self._banner_done:
                     if not self._take_banner():
@@ -225,6 +251,10 @@ class ProtocolMachine(HandshakeMixin):
         if len(got) < total:
             return False
         payload = bytes(got[10:total])
+        if self._ic is not None and not self._bp_passed and not self._hit(BANNER_READ):
+            self._bp_passed = True
+            return False
+        self._bp_passed = False
         self._rpos += total
         self._banner_done = True
         self._run(Input.BANNER, payload)
@@ -249,6 +279,11 @@ class ProtocolMachine(HandshakeMixin):
         start, tag, nseg, flags = r[b], r[b + 1], r[b + 2], r[b + 7]
         lens = (r[b + 3], r[b + 4], r[b + 5], r[b + 6])
         end = self._frame_end(start, nseg, lens)
+        if self._ic is not None and not flags & _native.FLAG_ABORTED:
+            if not self._bp_passed and not self._hit(READ_BPS.get(tag) or READ_BPS[1]):
+                self._irec, self._bp_passed = i, True
+                return None
+            self._bp_passed = False
         self._rpos = end
         if flags & _native.FLAG_ABORTED:
             return None
@@ -339,23 +374,28 @@ class ProtocolMachine(HandshakeMixin):
         """Frames what may be sent now, up to about ``budget`` bytes of messages.
 
         Returns:
-            A list of bytes-like buffers, in order (possibly empty).
+            A list of bytes-like buffers, in order (possibly empty; always empty
+            while an interceptor halts the machine).
+
+        Raises:
+            TransportError: an interceptor FAULT at a write breakpoint.
         """
-        out = self._out
+        if self.halted:
+            return []
         if self.state is _READY:
             if self._keepalive_stamp is not None:
                 sec, nsec = self._keepalive_stamp
                 self._keepalive_stamp = None
-                out.append(control_frame(Tag.KEEPALIVE2, sec.to_bytes(4, "little")
-                                         + nsec.to_bytes(4, "little"), self.rev1))
+                self._send(Tag.KEEPALIVE2, sec.to_bytes(4, "little") + nsec.to_bytes(4, "little"))
             if self.session.out:
-                self._frame_messages(out, budget)
+                self._frame_messages(self._out, budget)
             s = self.session
-            if s.ack_left > 0:
+            if s.ack_left > 0 and not self.halted:
                 s.ack_left = 0
-                out.append(control_frame(_ACK_FRAME, s.in_seq.to_bytes(8, "little"), self.rev1))
-        if not out:
-            return out
+                self._send(Tag.ACK, s.in_seq.to_bytes(8, "little"))
+        out = self._out
+        if not out or self.halted:
+            return []
         self._out = []
         self._last_active = now or self._last_active
         return out
@@ -365,8 +405,9 @@ class ProtocolMachine(HandshakeMixin):
         q = s.out
         rev1 = self.rev1
         pack = HEADER2.pack
+        ic = self._ic
         used = 0
-        while used < budget:
+        while used < budget and not self.halted:
             m = q.pop()
             if m is None:
                 break
@@ -375,6 +416,8 @@ class ProtocolMachine(HandshakeMixin):
                        _FRAME_FLAGS, m.compat_version, 0)
             out.extend(message_frame(hdr, m.front, m.middle, m.data, rev1))
             used += 64 + len(m.front) + len(m.middle) + len(m.data)
+            if ic is not None:
+                self._hit(WRITE_BPS[_MESSAGE])
 
     # ----------------------------------------------------------------- time
     def next_deadline(self) -> float:

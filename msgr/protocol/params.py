@@ -32,6 +32,7 @@ class MachineParams:
         global_seq: this attempt's global_seq (connecting) or ours (accepting).
         next_global_seq: returns a global_seq greater than its argument.
         rng: randomness for cookies (injectable for tests).
+        interceptor: a ``msgr.testing.Interceptor`` (tests only), or None.
     """
 
     my_name: EntityName
@@ -52,3 +53,4 @@ class MachineParams:
     ready_timeout: float = 10.0
     idle_timeout: float = 900.0
     rng: random.Random = field(default_factory=random.SystemRandom)
+    interceptor: object = None

@@ -87,7 +87,8 @@ class Session:
     """Per-session counters and queues (see the module docstring)."""
 
     __slots__ = ("out", "sent", "out_seq", "in_seq", "ack_left", "lossy", "client_cookie",
-                 "server_cookie", "connect_seq", "global_seq", "peer_global_seq")
+                 "server_cookie", "connect_seq", "global_seq", "peer_global_seq", "peer_gid",
+                 "features")
 
     def __init__(self, lossy: bool) -> None:
         self.out = OutQueue()
@@ -101,6 +102,8 @@ class Session:
         self.connect_seq = 0
         self.global_seq = 0
         self.peer_global_seq = 0
+        self.peer_gid = -1
+        self.features = 0
 
     def assign_seq(self, msg) -> int:
         """Gives ``msg`` the next seq; keeps it for replay on a lossless session."""
@@ -134,19 +137,31 @@ class Session:
             self.sent.clear()
 
     def discard_requeued_up_to(self, seq: int) -> None:
-        """The peer already has messages up to ``seq``: drop them from the front."""
-        qs = self.out._queues.get(255)
-        while qs and qs[0].seq and qs[0].seq <= seq and self.out_seq < seq:
-            qs.popleft()
+        """The peer already has messages up to ``seq``: drop them from the requeue.
+
+        Ceph's ``discard_requeued_up_to``: with nothing requeued, ``out_seq``
+        becomes ``seq`` (everything we sent was acked); otherwise requeued
+        messages with ``0 < m.seq <= seq`` are dropped, each advancing ``out_seq``.
+        """
+        qs = self.out._queues
+        rq = qs.get(255)
+        if rq is None:
+            self.out_seq = seq
+            return
+        count = self.out_seq
+        while rq and 0 < rq[0].seq <= seq:
+            rq.popleft()
             self.out._len -= 1
-            self.out_seq += 1
-        if qs is not None and not qs:
-            del self.out._queues[255]
+            count += 1
+        if not rq:
+            del qs[255]
+        self.out_seq = count
 
     def reset(self) -> list:
-        """Forgets the session (remote reset); returns the dropped messages."""
+        """Forgets the session (``reset_session``); returns the dropped messages."""
         dropped = list(self.sent) + self.out.clear()
         self.sent.clear()
         self.out_seq = self.in_seq = self.ack_left = 0
         self.client_cookie = self.server_cookie = self.connect_seq = 0
+        self.peer_global_seq = 0
         return dropped

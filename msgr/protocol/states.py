@@ -71,6 +71,7 @@ class Input(Enum):
     ACK = 20
     COMPRESSION_REQUEST = 21
     COMPRESSION_DONE = 22
+    DECIDED = "decided"          # local: the owner answered a SessionRequest
     FAULT = "fault"              # local: a protocol or transport error
     CLOSE = "close"              # local: mark_down / shutdown
     TIMEOUT = "timeout"          # local: ready or idle timeout expired
@@ -122,10 +123,10 @@ TRANSITIONS: dict[tuple[ConnState, Input], Transition] = {
     (S.AUTH_ACCEPTING, I.AUTH_REQUEST): _T(
         "auth_request", S.AUTH_ACCEPTING_SIGN, frozenset({S.AUTH_ACCEPTING})),
     (S.AUTH_ACCEPTING_SIGN, I.AUTH_SIGNATURE): _T("server_auth_signature", S.SESSION_ACCEPTING),
-    (S.SESSION_ACCEPTING, I.CLIENT_IDENT): _T(
-        "client_ident", S.READY, frozenset({S.SESSION_ACCEPTING, S.CLOSED})),
-    (S.SESSION_ACCEPTING, I.SESSION_RECONNECT): _T(
-        "session_reconnect", S.READY, frozenset({S.SESSION_ACCEPTING, S.CLOSED})),
+    (S.SESSION_ACCEPTING, I.CLIENT_IDENT): _T("client_ident", S.SESSION_ACCEPTING),
+    (S.SESSION_ACCEPTING, I.SESSION_RECONNECT): _T("session_reconnect", S.SESSION_ACCEPTING),
+    (S.SESSION_ACCEPTING, I.DECIDED): _T(
+        "decided", S.READY, frozenset({S.SESSION_ACCEPTING, S.CLOSED})),
     # steady state
     (S.READY, I.MESSAGE): _T("message", S.READY),
     (S.READY, I.ACK): _T("ack", S.READY),

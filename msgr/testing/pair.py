@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..auth import AuthNoneClient, AuthNoneServer
 from ..entity import EntityAddr, EntityName, EntityType
 from ..policy import Policy
-from ..protocol.events import NEED_DATA
+from ..protocol.events import NEED_DATA, Decision, SessionRequest
 from ..protocol.machine import ProtocolMachine
 from ..protocol.params import MachineParams
 
@@ -48,6 +48,11 @@ def make_params(connecting: bool, *, server_addr: EntityAddr | None = None,
         peer_socket_addr=EntityAddr("v2", "127.0.0.1", 40000, 0), global_seq=7, **kw)
 
 
+def default_arbiter(machine: ProtocolMachine, request: SessionRequest) -> Decision:
+    """No other sessions exist: accept a new one; a reconnect gets a full reset."""
+    return Decision("reset", full=True) if request.reconnect else Decision("accept")
+
+
 class MachinePair:
     """A connecting and an accepting machine joined by a byte pump.
 
@@ -57,8 +62,9 @@ class MachinePair:
     """
 
     def __init__(self, client: ProtocolMachine, server: ProtocolMachine,
-                 clock: MockClock | None = None) -> None:
+                 clock: MockClock | None = None, arbiter=None) -> None:
         self.client, self.server = client, server
+        self.arbiter = arbiter or default_arbiter
         self.clock = clock or MockClock()
         self.client_events: list = []
         self.server_events: list = []
@@ -89,6 +95,8 @@ class MachinePair:
         sink = self.client_events if m is self.client else self.server_events
         while (ev := m.next_event()) is not NEED_DATA:
             sink.append(ev)
+            if isinstance(ev, SessionRequest):
+                m.decide(self.arbiter(m, ev))
 
     def pump(self, chunk: int | None = None, max_rounds: int = 1000) -> int:
         """Moves bytes until quiet; returns the number of bytes moved."""

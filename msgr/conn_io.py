@@ -1,0 +1,316 @@
+"""ConnectionIO: a connection's reactor-side I/O (mixed into Connection).
+
+Everything here runs on the connection's reactor thread. Reads go straight
+into the machine's buffer (``recv_into``), up to ``_READ_BURST`` reads per
+readiness event; machine events are drained one by one so a full throttle
+can stop the reading between two messages; writes hand the machine's buffer
+lists to ``sendmsg`` until the kernel pushes back, then wait for EVENT_WRITE.
+"""
+from __future__ import annotations
+
+import time
+
+from .errors import TransportError
+from .message import Message
+from .protocol.events import (NEED_DATA, AddrLearned, Established, Faulted, KeepaliveAck,
+                              RemoteReset, SessionRequest)
+from .protocol.intercept import SOCKET_ACCEPTED, SOCKET_CONNECTING, Action
+from .protocol.machine import ProtocolMachine
+from .reactor.loop import EVENT_READ, EVENT_WRITE
+
+__all__ = ["ConnectionIO"]
+_READ_BURST = 16
+
+
+class ConnectionIO:
+    """See the module docstring."""
+
+    # ---------------------------------------------------------------- user work
+    def _flush_pending(self) -> None:
+        with self._lock:
+            msgs, self._pending = self._pending, []
+            self._flush_scheduled = False
+        if self._dead:
+            self.msgr._count_dropped(len(msgs))
+            return
+        push = self._session.out.push
+        for m in msgs:
+            push(m)
+        m = self._machine
+        if m is not None:
+            if m.is_ready:
+                self._write()
+        elif self._standby:
+            self._wake_from_standby()
+
+    def _do_keepalive(self) -> None:
+        if self._dead:
+            return
+        m = self._machine
+        if m is None:
+            self._keepalive_wanted = True
+            if self._standby:
+                self._wake_from_standby()
+            return
+        now = time.time()
+        m.send_keepalive((int(now), int((now % 1) * 1e9)))
+        self._write()
+
+    def _make_lossy(self) -> None:
+        self.policy = self.policy.as_lossy()
+        self._session.lossy = True
+        self._session.sent.clear()
+        if self._machine is not None:
+            self._machine.policy = self._machine.policy.as_lossy()
+
+    # ---------------------------------------------------------------- connect / accept
+    def _start_connect(self) -> None:
+        self._timer = None
+        if self._dead:
+            return
+        self._standby = False
+        cfg = self.msgr.config
+        self._arm_timer(self._reactor.time + cfg.ms_connection_ready_timeout)
+        try:
+            ic = self.msgr.interceptor
+            if ic is not None and ic.intercept(self, SOCKET_CONNECTING) is Action.FAULT:
+                raise TransportError("interceptor fault at socket_connecting")
+            self._transport = self.msgr._make_transport(self.peer_addr)
+        except TransportError as e:
+            self._on_fault(Faulted(e, False))
+            return
+        self._set_mask(EVENT_WRITE)
+
+    def _on_connected(self) -> None:
+        try:
+            self._transport.finish_connect()
+        except TransportError as e:
+            self._on_fault(Faulted(e, False))
+            return
+        self._machine = ProtocolMachine(self.msgr._connect_params(self), True, self._session)
+        self._machine.owner = self
+        self._machine.start(self._reactor.time)
+        if self._keepalive_wanted:
+            self._keepalive_wanted = False
+            now = time.time()
+            self._machine.send_keepalive((int(now), int((now % 1) * 1e9)))
+        self._set_mask(EVENT_READ)
+        self._write()
+
+    def _start_accept(self, transport) -> None:
+        self._transport = transport
+        ic = self.msgr.interceptor
+        if ic is not None and ic.intercept(self, SOCKET_ACCEPTED) is Action.FAULT:
+            transport.close()
+            self._close_now(reset=False)
+            return
+        self._machine = ProtocolMachine(self.msgr._accept_params(transport.peer_addr), False,
+                                        self._session)
+        self._machine.owner = self
+        self._machine.start(self._reactor.time)
+        self._arm_timer(self._machine.next_deadline())
+        self._set_mask(EVENT_READ)
+        self._write()
+
+    def _set_mask(self, mask: int) -> None:
+        if mask == self._mask or self._transport is None:
+            return
+        fd = self._transport.fileno()
+        if not self._mask:
+            self._reactor.register(fd, mask, self._on_io)
+        elif not mask:
+            self._reactor.unregister(fd)
+        else:
+            self._reactor.modify(fd, mask, self._on_io)
+        self._mask = mask
+
+    def _resume_halt(self) -> None:
+        """An interceptor BLOCK was lifted: go on reading and writing."""
+        m = self._machine
+        if m is None or self._dead:
+            return
+        m.resume()
+        if self._process() and self._machine is m:
+            self._write()
+
+    # ---------------------------------------------------------------- reading
+    def _on_io(self, mask: int) -> None:
+        if self._machine is None:
+            self._on_connected()
+            return
+        if mask & EVENT_READ:
+            self._on_readable()
+        if mask & EVENT_WRITE and self._machine is not None and self._transport is not None:
+            self._write()
+
+    def _on_readable(self) -> None:
+        m, t, counters = self._machine, self._transport, self._worker.counters
+        try:
+            for _ in range(_READ_BURST):
+                buf = m.get_recv_buffer()
+                n = t.recv_into(buf)
+                if n is None:
+                    break
+                m.commit_recv(n, self._reactor.time)
+                counters.bytes_received += n
+                if not self._process():
+                    return
+                if n < len(buf):
+                    break
+        except TransportError as e:
+            m.fault(e)
+            self._process()
+            return
+        if self._out or m.has_pending_output():
+            self._write()
+
+    def _process(self) -> bool:
+        """Drains machine events; False when reading must stop (paused, faulted, handed off)."""
+        m = self._machine
+        while m is self._machine and m is not None:
+            ev = m.next_event()
+            if ev is NEED_DATA:
+                return True
+            if type(ev) is Message:
+                if not self._on_message(ev):
+                    return False
+            elif not self._on_event(ev):
+                return False
+        return False
+
+    def _on_message(self, msg: Message) -> bool:
+        msg.connection = self
+        msg.recv_stamp = self._reactor.time
+        self._worker.counters.messages_received += 1
+        th = self._throttles
+        if th is not None:
+            size = msg.size
+            if not th.try_get(size, self._throttle_released):
+                self._blocked = msg
+                self._worker.counters.throttle_waits += 1
+                self._set_mask(self._mask & ~EVENT_READ)
+                return False
+            msg._throttle = (th, size)
+        self.msgr._deliver_message(self, msg)
+        return True
+
+    def _throttle_released(self) -> None:
+        self._reactor.submit(self._resume_read)
+
+    def _resume_read(self) -> None:
+        msg, self._blocked = self._blocked, None
+        if msg is None or self._dead or self._machine is None:
+            return
+        th, size = self._throttles, msg.size
+        if not th.try_get(size, self._throttle_released):
+            self._blocked = msg
+            return
+        msg._throttle = (th, size)
+        self.msgr._deliver_message(self, msg)
+        if self._process() and self._machine is not None:
+            self._set_mask(self._mask | EVENT_READ)
+            if self._out or self._machine.has_pending_output():
+                self._write()
+
+    def _on_event(self, ev) -> bool:
+        kind = type(ev)
+        if kind is Established:
+            self._on_established(ev)
+        elif kind is Faulted:
+            self._on_fault(ev)
+            return False
+        elif kind is SessionRequest:
+            return self._on_session_request(ev)
+        elif kind is KeepaliveAck:
+            self.last_keepalive_ack = self._reactor.time
+        elif kind is AddrLearned:
+            self.msgr._learned_addr(ev.addr)
+        elif kind is RemoteReset:
+            self._remote_reset()
+        return True
+
+    def _on_established(self, ev: Established) -> None:
+        m = self._machine
+        self.peer_name = ev.peer_name
+        self.peer_type = ev.peer_name.type
+        self.features = ev.features
+        self.policy = m.policy
+        if ev.accepted and self._throttles is None:
+            self._throttles = self.msgr._throttles_for(self.peer_type)
+        self._backoff = 0.0
+        self._connected = True
+        self._announced = True
+        self._standby = False
+        self._arm_timer(m.next_deadline())
+        self.msgr._on_established(self, ev)
+
+    # ---------------------------------------------------------------- writing
+    def _write(self) -> None:
+        m, out = self._machine, self._out
+        if m is None or self._transport is None:
+            return
+        counters = self._worker.counters
+        try:
+            while True:
+                if not out:
+                    seq0 = self._session.out_seq
+                    out.extend(m.data_to_send(self._reactor.time,
+                                              self.msgr.config.ms_send_batch_bytes))
+                    counters.messages_sent += max(0, self._session.out_seq - seq0)
+                    if not out:
+                        break
+                n = self._transport.send(out)
+                if not n:
+                    break
+                counters.bytes_sent += n
+                _consume(out, n)
+        except TransportError as e:
+            m.fault(e)
+            self._process()
+            return
+        want = EVENT_READ | EVENT_WRITE if out else EVENT_READ
+        if self._blocked is not None:
+            want &= ~EVENT_READ
+        self._set_mask(want)
+
+    # ---------------------------------------------------------------- time
+    def _arm_timer(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._reactor.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        m = self._machine
+        if self._dead or self._handed_off:
+            return
+        if m is None:
+            if self._transport is not None:
+                self._worker.counters.ready_timeouts += 1
+                self._on_fault(Faulted(TransportError(
+                    "connect timed out (ms_connection_ready_timeout)"), False))
+            return
+        m.on_tick(self._reactor.time)
+        if m.done:
+            if m.was_ready:
+                self._worker.counters.idle_timeouts += 1
+            else:
+                self._worker.counters.ready_timeouts += 1
+            self._process()
+        elif not self._dead:
+            self._arm_timer(m.next_deadline())
+
+
+def _consume(out: list, n: int) -> None:
+    """Removes the first ``n`` bytes from the buffer list ``out``."""
+    i = 0
+    while n:
+        b = out[i]
+        lb = len(b)
+        if n >= lb:
+            n -= lb
+            i += 1
+        else:
+            out[i] = memoryview(b)[n:]
+            n = 0
+    del out[:i]

@@ -1,0 +1,277 @@
+"""Failover: what a connection does after a fault, and session arbitration.
+
+Mixed into Connection; everything runs on the connection's reactor thread.
+
+Faults (Ceph's ``ProtocolV2::_fault``, per policy):
+
+* lossy: once announced (connect/accept delivered) the connection closes with
+  ``ms_handle_reset``; a dialling side that fails its handshake retries with
+  backoff; an unannounced accepted one just goes away;
+* lossless: unacked messages are requeued with their seqs; then a ``standby``
+  policy with nothing to send, or a ``server``, waits (STANDBY) for the next
+  send or the peer; otherwise a READY session redials at once (connect_seq+1)
+  and a failed handshake redials after a backoff (WAIT: the maximum).
+
+Arbitration: an accepted socket's CLIENT_IDENT / SESSION_RECONNECT names a
+peer; if another connection is registered for that peer, the request is
+handed to that connection's reactor (``_arbitrate``), which applies Ceph's
+rules (``arbiter.py``) and either adopts the new socket into the existing
+connection (the user's handle never changes) or sends the temporary
+connection its answer (``_decided``). While handed off, the temporary
+connection polls nothing and has no timer, so exactly one thread owns the
+socket and machine at any time.
+"""
+from __future__ import annotations
+
+import logging
+
+from .arbiter import Existing, Outcome, decide_ident, decide_reconnect
+from .errors import ConnectionRefused, RemoteProtocolError
+from .protocol.events import Decision, Faulted, SessionRequest
+from .protocol.states import ConnState
+from .reactor.loop import EVENT_READ
+
+__all__ = ["Failover"]
+log = logging.getLogger(__name__)
+_BAD_FRAME_REASONS = {"bad_crc", "bad_frame", "bad_tag", "decode", "too_large", "bad_banner"}
+
+
+class Failover:
+    """See the module docstring."""
+
+    # ---------------------------------------------------------------- faults
+    def _drop_transport(self) -> None:
+        if self._transport is not None:
+            self._set_mask(0)
+            self._transport.close()
+            self._transport = None
+        self._out.clear()
+        self._connected = False
+        self._blocked = None
+
+    def _count_fault(self, err) -> None:
+        counters = self._worker.counters
+        counters.connection_faults += 1
+        if isinstance(err, RemoteProtocolError) and err.reason in _BAD_FRAME_REASONS:
+            counters.bad_frames += 1
+
+    def _on_fault(self, ev: Faulted) -> None:
+        self._count_fault(ev.error)
+        log.debug("%r fault: %s", self, ev.error)
+        self._drop_transport()
+        m, self._machine = self._machine, None
+        if self._dead:
+            return
+        policy = m.policy if m is not None else self.policy
+        if isinstance(ev.error, ConnectionRefused):
+            self.msgr._deliver_event(self, "ms_handle_refused")
+        if policy.lossy:
+            if self._announced:
+                self._close_now(reset=True)
+            elif self._can_dial:
+                self._retry_later(ev.wait)
+            else:
+                self._close_now(reset=False)
+            return
+        s = self._session
+        s.requeue_sent()
+        if not self._announced and not self._can_dial:
+            self._close_now(reset=False)
+        elif policy.standby and not s.out and not self._keepalive_wanted and not ev.wait:
+            self._go_standby()
+        elif policy.server or not self._can_dial:
+            self._go_standby()
+        elif ev.was_ready:
+            s.connect_seq += 1
+            s.global_seq = 0
+            self._worker.counters.reconnects += 1
+            self._start_connect()
+        else:
+            self._retry_later(ev.wait)
+
+    def _retry_later(self, wait: bool) -> None:
+        cfg = self.msgr.config
+        if wait:
+            self._backoff = cfg.ms_max_backoff
+        elif not self._backoff:
+            self._backoff = cfg.ms_initial_backoff
+        else:
+            self._backoff = min(2 * self._backoff, cfg.ms_max_backoff)
+        if self._session.server_cookie:
+            self._session.connect_seq += 1
+        self._session.global_seq = 0
+        self._worker.counters.reconnects += 1
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._reactor.call_later(self._backoff, self._start_connect)
+
+    def _go_standby(self) -> None:
+        self._standby = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _wake_from_standby(self) -> None:
+        """STANDBY + something to send: redial (never on a server policy)."""
+        if not self._standby or not self._can_dial or self.policy.server:
+            return
+        self._standby = False
+        if self._session.server_cookie:
+            self._session.connect_seq += 1
+        self._session.global_seq = 0
+        self._worker.counters.reconnects += 1
+        self._start_connect()
+
+    def _remote_reset(self) -> None:
+        """The peer lost our session: queues were dropped; tell the dispatchers."""
+        self._worker.counters.session_resets += 1
+        self.msgr._deliver_event(self, "ms_handle_remote_reset")
+
+    def _close_now(self, reset: bool = False) -> None:
+        """Closes on the reactor thread; ``reset`` delivers ``ms_handle_reset``."""
+        if self._dead:
+            return
+        self._dead = True
+        with self._lock:
+            self._closed = True
+            self._pending.clear()
+        self._drop_transport()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._machine is not None:
+            self._machine.close()
+            self._machine = None
+        self._session.out.clear()
+        self._session.sent.clear()
+        self._worker.counters.connections_closed += 1
+        self.msgr._on_closed(self)
+        if reset:
+            self._worker.counters.session_resets += 1
+            self.msgr._deliver_event(self, "ms_handle_reset")
+
+    # ---------------------------------------------------------------- arbitration (temp side)
+    def _on_session_request(self, req: SessionRequest) -> bool:
+        """Accepted socket names its peer: decide here, or hand off to the existing connection."""
+        m = self._machine
+        peer = req.peer_addrs[0]
+        self.peer_addr = peer
+        if m.policy.server and m.policy.lossy:
+            m.decide(Decision("reset", full=True) if req.reconnect else Decision("accept"))
+            return self._after_decision()
+        existing = self.msgr._register_if_absent(peer, self, register=not req.reconnect)
+        if existing is None:
+            if req.reconnect:
+                m.decide(Decision("reset", full=True))
+            else:
+                self._can_dial = _dialable(peer) and not m.policy.server
+                m.decide(Decision("accept"))
+            return self._after_decision()
+        self._handed_off = True
+        self._set_mask(0)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        existing._reactor.submit(existing._arbitrate, self, req)
+        return False
+
+    def _after_decision(self) -> bool:
+        m = self._machine
+        if m is not None and m.state is ConnState.CLOSED:
+            self._close_now(reset=False)
+            return False
+        self._write()
+        return True
+
+    def _decided(self, decision: Decision) -> None:
+        """Back on the temp's reactor: apply the existing connection's answer."""
+        self._handed_off = False
+        m = self._machine
+        if self._dead or m is None:
+            return
+        if decision.kind == "accept":
+            self._can_dial = _dialable(self.peer_addr) and not m.policy.server
+        self._set_mask(EVENT_READ)
+        self._arm_timer(m.next_deadline())
+        m.decide(decision)
+        if self._after_decision():
+            self._process()
+
+    # ---------------------------------------------------------------- arbitration (existing side)
+    def _existing_view(self) -> Existing:
+        s, m = self._session, self._machine
+        return Existing(
+            dead=self._dead, ready=m is not None and m.is_ready, standby=self._standby,
+            lossy=self.policy.lossy, server=self.policy.server,
+            resetcheck=self.policy.resetcheck, client_cookie=s.client_cookie,
+            server_cookie=s.server_cookie, connect_seq=s.connect_seq,
+            peer_global_seq=s.peer_global_seq, peer_addr=self.peer_addr)
+
+    def _arbitrate(self, temp, req: SessionRequest) -> None:
+        """On this (existing) connection's reactor: Ceph's rules, then act on them."""
+        my = self.msgr._my_addrs()[0]
+        ident, ex = req.ident, self._existing_view()
+        if req.reconnect:
+            out = decide_reconnect(ex, ident.client_cookie, ident.global_seq,
+                                   ident.connect_seq, my)
+        else:
+            out = decide_ident(ex, ident.client_cookie, ident.global_seq,
+                               req.peer_addrs[0], my)
+        log.debug("%r arbitration for %r: %s", self, temp, out)
+        self.msgr._inject_internal_delay()
+        if out.kind == "reuse":
+            self._adopt(temp, req, out)
+            return
+        decision = self._reply_for(temp, req, out)
+        temp._reactor.submit(temp._decided, decision)
+
+    def _reply_for(self, temp, req: SessionRequest, out: Outcome) -> Decision:
+        if out.kind in ("accept_new", "replace_lossy"):
+            if out.kind == "replace_lossy":
+                self._close_now(reset=True)
+            self.msgr._replace_registration(req.peer_addrs[0], temp, self)
+            return Decision("accept")
+        if out.kind == "wait":
+            self._push_connect()
+        return Decision(out.kind, full=out.full, seq=out.seq)
+
+    def _push_connect(self) -> None:
+        """Ceph sends a keepalive on the winning connection so it finishes connecting."""
+        if self._standby:
+            self._keepalive_wanted = True
+            self._wake_from_standby()
+
+    def _adopt(self, temp, req: SessionRequest, out: Outcome) -> None:
+        """``reuse_connection``: move temp's socket and machine into this connection."""
+        machine, transport = temp._machine, temp._transport
+        temp._machine = temp._transport = None
+        temp._release_after_handoff()
+        self._drop_transport()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        s = self._session
+        if out.reset:
+            s.reset()
+            self._remote_reset()
+        s.requeue_sent()
+        self._standby = False
+        self._can_dial = _dialable(self.peer_addr) and not self.policy.server
+        self._machine, self._transport, self._mask = machine, transport, 0
+        machine.owner = self
+        self._set_mask(EVENT_READ)
+        self._arm_timer(machine.next_deadline())
+        machine.decide(Decision("accept", session=s))
+        if self._after_decision():
+            self._process()
+
+    def _release_after_handoff(self) -> None:
+        """The temp gave its socket away: it ends silently (it was never announced)."""
+        self._dead = True
+        with self._lock:
+            self._closed = True
+        self.msgr._on_closed(self)
+
+
+def _dialable(addr) -> bool:
+    return addr.type in ("v2", "any") and addr.port != 0 and not addr.is_blank
