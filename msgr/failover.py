@@ -131,6 +131,7 @@ class Failover:
         """Closes on the reactor thread; ``reset`` delivers ``ms_handle_reset``."""
         if self._dead:
             return
+        log.debug("%r closing (reset=%s)", self, reset)
         self._dead = True
         with self._lock:
             self._closed = True
