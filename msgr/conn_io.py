@@ -191,8 +191,14 @@ class ConnectionIO:
                 self._set_mask(self._mask & ~EVENT_READ)
                 return False
             msg._throttle = (th, size)
-        self.msgr._deliver_message(self, msg)
+        if self._delay is not None:
+            self._delay.push(msg)
+        else:
+            self.msgr._deliver_message(self, msg)
         return True
+
+    def _deliver_now(self, msg: Message) -> None:
+        self.msgr._deliver_message(self, msg)
 
     def _throttle_released(self) -> None:
         self._reactor.submit(self._resume_read)
@@ -206,7 +212,10 @@ class ConnectionIO:
             self._blocked = msg
             return
         msg._throttle = (th, size)
-        self.msgr._deliver_message(self, msg)
+        if self._delay is not None:
+            self._delay.push(msg)
+        else:
+            self.msgr._deliver_message(self, msg)
         if self._process() and self._machine is not None:
             self._set_mask(self._mask | EVENT_READ)
             if self._out or self._machine.has_pending_output():
@@ -237,6 +246,8 @@ class ConnectionIO:
         self.policy = m.policy
         if ev.accepted and self._throttles is None:
             self._throttles = self.msgr._throttles_for(self.peer_type)
+        if self._delay is None:
+            self._delay = self.msgr._delay_for(self)
         self._backoff = 0.0
         self._connected = True
         self._announced = True

@@ -66,6 +66,7 @@ class Connection(ConnectionIO, Failover):
         self._announced = False
         self._handed_off = False
         self._keepalive_wanted = False
+        self._delay = None
         self._throttles = msgr._throttles_for(self.peer_type) if outgoing else None
 
     def _attach(self, producer) -> None:

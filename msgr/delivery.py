@@ -116,6 +116,20 @@ class DeliveryMixin:
     def _on_established(self, conn, ev) -> None:
         self._deliver_event(conn, "ms_handle_accept" if ev.accepted else "ms_handle_connect")
 
+    def _delay_for(self, conn):
+        """A DelayedDelivery for ``conn`` if ``ms_inject_delay_*`` names its peer type."""
+        cfg = self.config
+        if not cfg.ms_inject_delay_probability or \
+                conn.peer_type.label not in cfg.ms_inject_delay_type.split():
+            return None
+        from .delay import DelayedDelivery
+        return DelayedDelivery(conn._reactor, conn._deliver_now, cfg.ms_inject_delay_max,
+                               cfg.ms_inject_delay_probability, self._inject_rng)
+
+    @staticmethod
+    def _release_message(msg) -> None:
+        _release(msg)
+
     def _count_dropped(self, n: int) -> None:
         with self._lock:
             self._dropped += n

@@ -59,6 +59,8 @@ class Failover:
         self._count_fault(ev.error)
         log.debug("%r fault: %s", self, ev.error)
         self._drop_transport()
+        if self._delay is not None:
+            self._delay.flush()
         m, self._machine = self._machine, None
         if self._dead:
             return
@@ -145,6 +147,8 @@ class Failover:
             self._machine = None
         self._session.out.clear()
         self._session.sent.clear()
+        if self._delay is not None:
+            self._delay.discard(self.msgr._release_message)
         self._worker.counters.connections_closed += 1
         self.msgr._on_closed(self)
         if reset:

@@ -82,3 +82,19 @@ def test_lossy_under_failures_never_hangs_and_resets_cleanly(messengers):
     assert all(t == sorted(t) for t in per_conn.values())   # in order per connection
     assert cd.count("reset") >= 1                           # lossy: faults are reported
     assert wait_for(lambda: s.get_dispatch_queue_len() == 0 and c.get_dispatch_queue_len() == 0)
+
+
+def test_delay_injection_keeps_order_and_delivers_everything(messengers):
+    sd, cd = Echo(), Recorder()
+    s = messengers("osd.0", policy=Policy.stateful_server(), bind=True, dispatcher=sd,
+                   ms_inject_delay_type="client", ms_inject_delay_probability=0.5,
+                   ms_inject_delay_max=0.05, **cfg(11, 40))
+    c = messengers(policy=Policy.lossless_client(), dispatcher=cd, **cfg(12, 40))
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    for i in range(200):
+        conn.send_message(Message(1, tid=i))
+    assert wait_for(lambda: len(cd.msgs) == 200, 30), len(cd.msgs)
+    assert [m.tid for m in sd.msgs] == list(range(200))
+    assert [m.tid for m in cd.msgs] == list(range(200))
+    held = [k._delay for k in s._all_conns if k._delay is not None]
+    assert held and sum(d.delayed for d in held) > 0
