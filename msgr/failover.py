@@ -181,9 +181,12 @@ class Failover:
         return False
 
     def _after_decision(self) -> bool:
+        """Runs the events the decision produced; False when the machine is gone."""
         m = self._machine
-        if m is not None and m.state is ConnState.CLOSED:
-            self._close_now(reset=False)
+        if m is not None and m.state is ConnState.CLOSED and m.fault_event is None:
+            self._close_now(reset=False)          # "stop": a stale attempt, never announced
+            return False
+        if not self._process() or self._machine is not m:
             return False
         self._write()
         return True
@@ -199,8 +202,7 @@ class Failover:
         self._set_mask(EVENT_READ)
         self._arm_timer(m.next_deadline())
         m.decide(decision)
-        if self._after_decision():
-            self._process()
+        self._after_decision()
 
     # ---------------------------------------------------------------- arbitration (existing side)
     def _existing_view(self) -> Existing:
@@ -267,8 +269,7 @@ class Failover:
         self._set_mask(EVENT_READ)
         self._arm_timer(machine.next_deadline())
         machine.decide(Decision("accept", session=s))
-        if self._after_decision():
-            self._process()
+        self._after_decision()
 
     def _release_after_handoff(self) -> None:
         """The temp gave its socket away: it ends silently (it was never announced)."""

@@ -98,10 +98,11 @@ class AcceptMixin:
         s.in_seq = 0
         s.server_cookie = 0 if s.lossy else self.p.rng.randrange(1, 1 << 64)
         required = self.policy.features_required | FEATURE_MSG_ADDR2
+        # Ceph queues the accept notification before writing SERVER_IDENT.
+        self._established(ident.gid, ident.addrs, ident.features_supported, accepted=True)
         self._send(Tag.SERVER_IDENT, encode_server_ident(ServerIdent(
             self.my_addrs, self.p.my_name.num, self.p.next_global_seq(0),
             self.p.features_supported, required, FLAG_LOSSY if s.lossy else 0, s.server_cookie)))
-        self._established(ident.gid, ident.addrs, ident.features_supported, accepted=True)
 
     def _accept_reconnect(self, rc: Reconnect, d: Decision) -> None:
         """``send_reconnect_ok``: the peer resumes the existing session."""
@@ -109,5 +110,5 @@ class AcceptMixin:
         s.peer_global_seq = rc.global_seq
         s.connect_seq = rc.connect_seq
         s.discard_requeued_up_to(rc.msg_seq)
-        self._send(Tag.SESSION_RECONNECT_OK, encode_u64(s.in_seq))
         self._established(s.peer_gid, rc.addrs, s.features, accepted=True, reconnected=True)
+        self._send(Tag.SESSION_RECONNECT_OK, encode_u64(s.in_seq))

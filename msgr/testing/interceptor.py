@@ -34,19 +34,23 @@ class Interceptor:
         self._halted: dict = {}
 
     # ------------------------------------------------------------ test side
-    def make(self, bp: Breakpoint, action: Action, round: int = 1) -> None:
-        """On the ``round``-th hit of ``bp`` (on any one connection), do ``action``."""
+    def make(self, bp: Breakpoint, action: Action, round: int = 1, times: int = 1) -> None:
+        """On the ``round``-th hit of ``bp`` on a connection, do ``action``.
+
+        The rule fires for at most ``times`` connections in all (0: every one),
+        so a retried attempt on a fresh connection object is not caught again.
+        """
         with self._lock:
-            self._rules[(bp, round)] = action
+            self._rules[(bp, round)] = [action, times]
 
-    def make_fault(self, bp: Breakpoint, round: int = 1) -> None:
-        self.make(bp, Action.FAULT, round)
+    def make_fault(self, bp: Breakpoint, round: int = 1, times: int = 1) -> None:
+        self.make(bp, Action.FAULT, round, times)
 
-    def make_block(self, bp: Breakpoint, round: int = 1) -> None:
-        self.make(bp, Action.BLOCK, round)
+    def make_block(self, bp: Breakpoint, round: int = 1, times: int = 1) -> None:
+        self.make(bp, Action.BLOCK, round, times)
 
-    def make_stall(self, bp: Breakpoint, round: int = 1) -> None:
-        self.make(bp, Action.STALL, round)
+    def make_stall(self, bp: Breakpoint, round: int = 1, times: int = 1) -> None:
+        self.make(bp, Action.STALL, round, times)
 
     def count(self, conn, bp: Breakpoint) -> int:
         """How many times ``conn`` hit ``bp``."""
@@ -85,7 +89,14 @@ class Interceptor:
         with self._lock:
             key = (id(conn), bp)
             self._counts[key] += 1
-            action = self._rules.get((bp, self._counts[key]), Action.CONTINUE)
+            rule = self._rules.get((bp, self._counts[key]))
+            if rule is None or rule[1] < 0:
+                return Action.CONTINUE
+            action = rule[0]
+            if rule[1] > 0:
+                rule[1] -= 1
+                if rule[1] == 0:
+                    rule[1] = -1                  # spent
             if action in (Action.BLOCK, Action.STALL):
                 self._halted[conn] = (bp, action)
                 self._lock.notify_all()
