@@ -145,3 +145,15 @@ def test_connection_race_resolves_to_one_stream(messengers):
     assert [rb.get().tid for _ in range(10)] == list(range(100, 110))
     assert ra.count("reset") == rb.count("reset") == 0
     assert ra.count("remote_reset") == rb.count("remote_reset") == 0
+
+
+def test_mark_disposable_makes_a_lossless_connection_lossy(messengers):
+    s, sd, c, cd = pair(messengers, Policy.stateful_server(), Policy.lossless_client())
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    round_trip(conn, cd, 1)
+    assert not conn.is_lossy
+    conn.mark_disposable()
+    assert wait_for(lambda: conn.is_lossy)
+    server_conn(sd).mark_down()
+    assert wait_for(lambda: cd.count("reset", conn) == 1)      # no reconnect: it is lossy now
+    assert not conn.is_connected() and cd.count("connect", conn) == 1
