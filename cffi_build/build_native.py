@@ -1,7 +1,7 @@
 """cffi builder for msgr's native layer (``msgr._native._cffi``).
 
 The cdef is read from ``msgr_native.h``; the C sources (``crc32c.c``,
-``frames_scan.c``, ``ring.c``) are concatenated, each preceded by a ``#line``
+``frames_scan.c``, ``frames_build.c``, ``ring.c``) are concatenated, each preceded by a ``#line``
 directive so compiler messages name the original file, and compiled as one
 translation unit together with cffi's generated glue.
 
@@ -26,7 +26,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 MODULE = "msgr._native._cffi"
 HEADER = "msgr_native.h"
-SOURCES = ("crc32c.c", "frames_scan.c", "ring.c")
+SOURCES = ("crc32c.c", "frames_scan.c", "frames_build.c", "ring.c")
 
 
 def _read(name: str) -> str:

@@ -39,6 +39,18 @@ int64_t msgr_scan_frames(const char *buf, int64_t start, int64_t end,
                          int rev1, int64_t max_segment,
                          int64_t *out, int64_t max_frames, int64_t *result);
 
+/* ---- msgr2 crc-mode frame builder (batch) ---- */
+
+#define MSGR_FRAME_DESC_SIZE 6
+
+/*
+ * Fills n frames laid out in buf (see frames_build.c). Frame k is described
+ * by desc[6k:6k+6] = {offset, tag, len0, len1, len2, len3}. Returns 0, or
+ * -1-k when frame k does not fit in buflen or is malformed (nothing after it
+ * is written).
+ */
+int64_t msgr_frame_fill(char *buf, int64_t buflen, const int64_t *desc, int64_t n, int rev1);
+
 /* ---- SPSC ring set: counters and eventcount (slots live in Python) ---- */
 
 typedef struct msgr_ringset msgr_ringset;

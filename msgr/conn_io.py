@@ -168,54 +168,85 @@ class ConnectionIO:
         """Drains machine events; False when reading must stop (paused, faulted, handed off)."""
         m = self._machine
         while m is self._machine and m is not None:
-            ev = m.next_event()
-            if ev is NEED_DATA:
-                return True
-            if type(ev) is Message:
-                if not self._on_message(ev):
-                    return False
-            elif not self._on_event(ev):
+            if self._backlog:
+                evs, self._backlog = self._backlog, None
+            else:
+                evs = m.next_events()
+                if not evs:
+                    return True
+            if not self._handle(evs):
                 return False
         return False
 
-    def _on_message(self, msg: Message) -> bool:
-        msg.connection = self
-        msg.recv_stamp = self._reactor.time
-        self._worker.counters.messages_received += 1
+    def _handle(self, evs: list) -> bool:
+        """Delivers a batch of events in order; keeps the rest when a throttle is full."""
+        msgs = []
+        for i, ev in enumerate(evs):
+            if type(ev) is Message:
+                msgs.append(ev)
+                continue
+            if msgs and not self._take(msgs, evs, i - len(msgs)):
+                return False
+            msgs = []
+            if not self._on_event(ev):
+                return False
+        return not msgs or self._take(msgs, evs, len(evs) - len(msgs))
+
+    def _take(self, msgs: list, evs: list, first: int) -> bool:
+        """Throttles and delivers ``msgs`` (== evs[first:first+len(msgs)])."""
+        now = self._reactor.time
+        counters = self._worker.counters
         th = self._throttles
+        for m in msgs:
+            m.connection = self
+            m.recv_stamp = now
         if th is not None:
-            size = msg.size
-            if not th.try_get(size, self._throttle_released):
-                self._blocked = msg
+            total = 0
+            for m in msgs:
+                total += len(m.front) + len(m.middle) + len(m.data)
+            if not th.try_get_batch(total, len(msgs)):
+                return self._take_each(msgs, evs, first)
+            for m in msgs:
+                m._throttle = th
+        counters.messages_received += len(msgs)
+        if self._delay is not None:
+            for m in msgs:
+                self._delay.push(m)
+        else:
+            self.msgr._deliver_batch(self, msgs)
+        return True
+
+    def _take_each(self, msgs: list, evs: list, first: int) -> bool:
+        """Throttle nearly full: take messages one by one; park the rest."""
+        th = self._throttles
+        for k, m in enumerate(msgs):
+            if not th.try_get_batch(m.size, 1, self._throttle_released):
+                self._worker.counters.messages_received += k
                 self._worker.counters.throttle_waits += 1
+                if k:
+                    self.msgr._deliver_batch(self, msgs[:k]) if self._delay is None else \
+                        [self._delay.push(x) for x in msgs[:k]]
+                self._backlog = evs[first + k:]
                 self._set_mask(self._mask & ~EVENT_READ)
                 return False
-            msg._throttle = (th, size)
+            m._throttle = th
+        self._worker.counters.messages_received += len(msgs)
         if self._delay is not None:
-            self._delay.push(msg)
+            for m in msgs:
+                self._delay.push(m)
         else:
-            self.msgr._deliver_message(self, msg)
+            self.msgr._deliver_batch(self, msgs)
         return True
 
     def _deliver_now(self, msg: Message) -> None:
-        self.msgr._deliver_message(self, msg)
+        self.msgr._deliver_batch(self, [msg])
 
     def _throttle_released(self) -> None:
         self._reactor.submit(self._resume_read)
 
     def _resume_read(self) -> None:
-        msg, self._blocked = self._blocked, None
-        if msg is None or self._dead or self._machine is None:
+        if self._dead or self._machine is None or not self._backlog:
             return
-        th, size = self._throttles, msg.size
-        if not th.try_get(size, self._throttle_released):
-            self._blocked = msg
-            return
-        msg._throttle = (th, size)
-        if self._delay is not None:
-            self._delay.push(msg)
-        else:
-            self.msgr._deliver_message(self, msg)
         if self._process() and self._machine is not None:
             self._set_mask(self._mask | EVENT_READ)
             if self._out or self._machine.has_pending_output():
@@ -280,7 +311,7 @@ class ConnectionIO:
             self._process()
             return
         want = EVENT_READ | EVENT_WRITE if out else EVENT_READ
-        if self._blocked is not None:
+        if self._backlog:
             want &= ~EVENT_READ
         self._set_mask(want)
 

@@ -60,7 +60,7 @@ class Connection(ConnectionIO, Failover):
         self._out: list = []
         self._timer = None
         self._backoff = 0.0
-        self._blocked: Message | None = None
+        self._backlog: list | None = None
         self._dead = False
         self._standby = False
         self._announced = False

@@ -1,7 +1,7 @@
 """Delivery to dispatchers: the chain, fast dispatch, rings or inline, throttles.
 
 Mixed into :class:`~msgr.messenger.Messenger`. Runs on three kinds of
-thread: ``_deliver_*`` on the connection's reactor, ``_dispatch_now`` and the
+thread: ``_deliver_*`` on the connection's reactor, ``_dispatch_one`` and the
 event calls on a dispatch thread (or inline on the reactor when
 ``dispatch_threads=0``). The dispatcher lists are replaced, never mutated
 (copy-on-write under ``_lock``), so readers need no lock.
@@ -74,8 +74,8 @@ class DeliveryMixin:
     def _start_dispatch(self, cfg) -> None:
         if cfg.dispatch_threads:
             self._dispatch = DispatchPool(cfg.dispatch_threads, cfg.io_threads,
-                                          cfg.ms_ring_capacity, self._dispatch_now,
-                                          prefix=f"msgr-dispatch-{self.name}")
+                                          cfg.ms_ring_capacity, self._dispatch_one,
+                                          _release_all, prefix=f"msgr-dispatch-{self.name}")
             self._dispatch.start()
 
     def _flusher(self, worker):
@@ -89,21 +89,37 @@ class DeliveryMixin:
         return flush
 
     # ------------------------------------------------------------ reactor side
-    def _deliver_message(self, conn, msg) -> None:
-        for d in self._fast:
-            if d.ms_can_fast_dispatch(msg):
-                try:
-                    d.ms_fast_dispatch(msg)
-                except Exception:
-                    log.exception("ms_fast_dispatch failed for %r", msg)
-                _release(msg)
-                return
+    def _deliver_batch(self, conn, msgs: list) -> None:
+        """Hands received messages (in order) to fast dispatch, the ring, or inline dispatch."""
+        if self._fast:
+            msgs = self._fast_dispatch(msgs)
         p = conn._producer
         if p is None:
-            self._dispatch_now(msg)
+            for m in msgs:
+                self._dispatch_one(m)
+            _release_all(msgs)
         else:
-            conn._worker.counters.enqueued += 1
-            p.put(msg)
+            conn._worker.counters.enqueued += len(msgs)
+            put = p.put
+            for m in msgs:
+                put(m)
+
+    def _fast_dispatch(self, msgs: list) -> list:
+        """Runs ``ms_fast_dispatch`` for those a fast dispatcher claims; returns the rest."""
+        rest, done = [], []
+        for m in msgs:
+            for d in self._fast:
+                if d.ms_can_fast_dispatch(m):
+                    try:
+                        d.ms_fast_dispatch(m)
+                    except Exception:
+                        log.exception("ms_fast_dispatch failed for %r", m)
+                    done.append(m)
+                    break
+            else:
+                rest.append(m)
+        _release_all(done)
+        return rest
 
     def _deliver_event(self, conn, name: str) -> None:
         p = conn._producer
@@ -135,16 +151,15 @@ class DeliveryMixin:
             self._dropped += n
 
     # ------------------------------------------------------------ dispatch side
-    def _dispatch_now(self, msg) -> None:
+    def _dispatch_one(self, msg) -> None:
+        """The dispatcher chain for one message (first True wins); never raises."""
         try:
             for d in self._dispatchers:
                 if d.ms_dispatch(msg):
-                    break
-            else:
-                log.warning("no dispatcher handled %r from %s", msg, msg.source)
+                    return
+            log.warning("no dispatcher handled %r from %s", msg, msg.source)
         except Exception:
             log.exception("ms_dispatch failed for %r", msg)
-        _release(msg)
 
     def _event_caller(self, name: str):
         broadcast = name in _BROADCAST
@@ -184,7 +199,21 @@ def _release(msg) -> None:
     th = msg._throttle
     if th is not None:
         msg._throttle = None
-        th[0].put(th[1])
+        th.put_batch(msg.size, 1)
+
+
+def _release_all(msgs) -> None:
+    """Releases the throttle shares of ``msgs`` with one call per throttle set."""
+    acc: dict = {}
+    for m in msgs:
+        th = m._throttle
+        if th is not None:
+            m._throttle = None
+            got = acc.get(th)
+            size = len(m.front) + len(m.middle) + len(m.data)
+            acc[th] = (got[0] + size, got[1] + 1) if got else (size, 1)
+    for th, (nbytes, nmsgs) in acc.items():
+        th.put_batch(nbytes, nmsgs)
 
 
 def _noop() -> None:

@@ -47,7 +47,7 @@ class Failover:
             self._transport = None
         self._out.clear()
         self._connected = False
-        self._blocked = None
+        self._backlog = None
 
     def _count_fault(self, err) -> None:
         counters = self._worker.counters

@@ -36,8 +36,9 @@ class LoopbackConnection(Connection):
             m.source = name
             m.connection = self
             m.recv_stamp = now
-            self._worker.counters.messages_received += 1
-            self.msgr._deliver_message(self, m)
+        self._worker.counters.messages_received += len(msgs)
+        if msgs:
+            self.msgr._deliver_batch(self, msgs)
 
     def _do_keepalive(self) -> None:
         self.last_keepalive_ack = self._reactor.time

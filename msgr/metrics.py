@@ -1,51 +1,123 @@
-"""Prometheus metrics: one counter table, summed at scrape time.
+"""Prometheus metrics: one metric table, summed at scrape time.
 
-The hot path never calls prometheus_client: each reactor bumps plain ints in
-its own :class:`~msgr.counters.Counters`. :class:`MessengerCollector` walks
-the live messengers when Prometheus scrapes and yields metric families built
-from :data:`METRICS`. ``serve()`` starts the HTTP exporter.
+The hot path never calls prometheus_client: each reactor and each dispatch
+thread bumps plain ints and bucket lists in its own
+:class:`~msgr.counters.Counters`. :class:`MessengerCollector` walks the live
+messengers when Prometheus scrapes and yields metric families built from
+:data:`METRICS`, the one table of every exported metric (name, kind, help,
+unit, source, labels); ``metrics/METRICS.md`` is generated from it
+(``python tools/gen_metrics_doc.py``). :func:`serve` starts the HTTP exporter.
+
+Messengers of one process that share an entity name are summed into one
+series (a scrape never carries duplicate label sets).
+
+Example::
+
+    port = msgr.metrics.serve(0)            # http://127.0.0.1:<port>/metrics
+    ...
+    msgr.metrics.stop_servers()
 """
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from dataclasses import dataclass
 
+from .counters import HISTOGRAM_NAMES, Histogram, HistogramSnapshot
+
 __all__ = ["METRICS", "MetricDef", "MessengerCollector", "register_messenger", "serve",
-           "stop_servers"]
+           "stop_servers", "exposition", "owners", "connection_states", "snapshot",
+           "set_histograms_enabled", "histograms_enabled"]
+log = logging.getLogger(__name__)
+
+_W = ("entity", "worker")
+_E = ("entity",)
 
 
 @dataclass(frozen=True)
 class MetricDef:
-    """One exported metric: Prometheus name, kind, help text, and its source counter."""
+    """One exported metric.
+
+    Attributes:
+        name: the Prometheus name (counters end in ``_total``).
+        kind: ``counter``, ``gauge`` or ``histogram``.
+        help: the HELP text.
+        unit: the unit of the value (``bytes``, ``seconds``, ``messages``, ...), documentary
+            unless the name ends in it (then it is also the OpenMetrics UNIT).
+        source: a :class:`~msgr.counters.Counters` attribute for per-worker counters and
+            histograms, else a ``perf_dump()`` key or a figure computed at scrape time.
+        labels: the label names.
+    """
 
     name: str
-    kind: str           # "counter" or "gauge"
+    kind: str
     help: str
-    source: str         # Counters attribute, or a perf_dump key for gauges
-    per_worker: bool = True
+    unit: str
+    source: str
+    labels: tuple = _W
+
+    @property
+    def per_worker(self) -> bool:
+        return "worker" in self.labels
+
+    @property
+    def family(self) -> str:
+        """The family name prometheus_client uses (a counter's without ``_total``)."""
+        return self.name[:-6] if self.kind == "counter" else self.name
 
 
 METRICS = (
-    MetricDef("msgr_messages_sent_total", "counter", "Messages framed and sent.", "messages_sent"),
-    MetricDef("msgr_messages_received_total", "counter", "Messages received and accepted.",
-              "messages_received"),
-    MetricDef("msgr_bytes_sent_total", "counter", "Bytes written to transports.", "bytes_sent"),
-    MetricDef("msgr_bytes_received_total", "counter", "Bytes read from transports.", "bytes_received"),
-    MetricDef("msgr_connection_faults_total", "counter", "Transport or protocol faults.",
-              "connection_faults"),
-    MetricDef("msgr_reconnects_total", "counter", "Reconnect attempts scheduled.", "reconnects"),
+    MetricDef("msgr_messages_sent_total", "counter",
+              "Messages framed for the wire (replays after a reconnect count again).",
+              "messages", "messages_sent"),
+    MetricDef("msgr_messages_received_total", "counter",
+              "Messages received and accepted (duplicates dropped before).",
+              "messages", "messages_received"),
+    MetricDef("msgr_bytes_sent_total", "counter", "Bytes written to transports.",
+              "bytes", "bytes_sent"),
+    MetricDef("msgr_bytes_received_total", "counter", "Bytes read from transports.",
+              "bytes", "bytes_received"),
+    MetricDef("msgr_connection_faults_total", "counter",
+              "Transport or protocol faults (each drops a socket).", "faults", "connection_faults"),
+    MetricDef("msgr_reconnects_total", "counter", "Reconnect attempts scheduled.",
+              "reconnects", "reconnects"),
     MetricDef("msgr_session_resets_total", "counter", "Sessions reset (local or remote).",
-              "session_resets"),
-    MetricDef("msgr_bad_frames_total", "counter", "Frames rejected (crc, format, state).",
-              "bad_frames"),
-    MetricDef("msgr_throttle_waits_total", "counter", "Times a throttle stopped reading.",
-              "throttle_waits"),
-    MetricDef("msgr_messages_dropped_total", "counter", "Messages sent on closed connections.",
-              "messages_dropped", per_worker=False),
-    MetricDef("msgr_connections", "gauge", "Open connections.", "connections", per_worker=False),
-    MetricDef("msgr_dispatch_queue_length", "gauge", "Items waiting for a dispatch thread.",
-              "dispatch_queue_length", per_worker=False),
+              "resets", "session_resets"),
+    MetricDef("msgr_bad_frames_total", "counter",
+              "Frames rejected (bad crc, bad format or tag, too large, bad banner).",
+              "frames", "bad_frames"),
+    MetricDef("msgr_throttle_waits_total", "counter",
+              "Times a full throttle stopped a connection's reading.", "waits", "throttle_waits"),
+    MetricDef("msgr_connections_opened_total", "counter",
+              "Connections created (dialled or accepted).", "connections", "connections_opened"),
+    MetricDef("msgr_connections_closed_total", "counter", "Connections closed for good.",
+              "connections", "connections_closed"),
+    MetricDef("msgr_ready_timeouts_total", "counter",
+              "Handshakes that did not finish within ms_connection_ready_timeout.",
+              "timeouts", "ready_timeouts"),
+    MetricDef("msgr_idle_timeouts_total", "counter",
+              "Connections closed after ms_connection_idle_timeout without traffic.",
+              "timeouts", "idle_timeouts"),
+    MetricDef("msgr_messages_dropped_total", "counter",
+              "Messages sent on closed connections (discarded).", "messages", "messages_dropped",
+              _E),
+    MetricDef("msgr_connections", "gauge", "Open connections.", "connections", "connections", _E),
+    MetricDef("msgr_connections_by_state", "gauge",
+              "Open connections by protocol state (Ceph's ProtocolV2 state names).",
+              "connections", "connection_states", ("entity", "state")),
+    MetricDef("msgr_dispatch_queue_length", "gauge",
+              "Messages and events waiting for a dispatch thread.", "items",
+              "dispatch_queue_length", _E),
+    MetricDef("msgr_dispatch_throttle_bytes", "gauge",
+              "Bytes of received messages held by the dispatch throttle "
+              "(ms_dispatch_throttle_bytes).", "bytes", "dispatch_throttle_bytes", _E),
+    MetricDef("msgr_dispatch_latency_seconds", "histogram",
+              "Time from a message's receipt (reactor loop time) to the start of its dispatch.",
+              "seconds", "dispatch_latency", _E),
+    MetricDef("msgr_send_queue_latency_seconds", "histogram",
+              "Time from Connection.send_message to the message being framed for the socket.",
+              "seconds", "send_queue_latency", _E),
 )
 
 _messengers: "weakref.WeakSet" = weakref.WeakSet()
@@ -59,50 +131,182 @@ def register_messenger(m) -> None:
 
 
 def _live() -> list:
+    """Started and not yet shut down messengers."""
     with _lock:
-        return [m for m in _messengers if getattr(m, "_started", False)]
+        ms = list(_messengers)
+    return [m for m in ms if getattr(m, "_started", False) and not getattr(m, "_stopped", False)]
 
 
+def set_histograms_enabled(on: bool) -> bool:
+    """Turns latency histogram observations on or off; returns the old value."""
+    from . import counters
+    return counters.set_histograms_enabled(on)
+
+
+def histograms_enabled() -> bool:
+    from . import counters
+    return counters.HISTOGRAMS_ENABLED
+
+
+# ---------------------------------------------------------------- figures of one messenger
+def owners(m) -> list:
+    """``(thread name, Counters)`` of every thread of ``m`` that owns counters.
+
+    Reactors (``m._workers``) first, then dispatch threads when the dispatch pool
+    exposes ``counters`` (one per thread, in thread order).
+    """
+    out = [(w.reactor.name, w.counters) for w in getattr(m, "_workers", ())]
+    pool = getattr(m, "_dispatch", None)
+    pcs = getattr(pool, "counters", None) or ()
+    threads = getattr(pool, "_threads", ())
+    for i, c in enumerate(pcs):
+        name = threads[i].name if i < len(threads) else f"msgr-dispatch-{m.name}-{i}"
+        out.append((name, c))
+    return out
+
+
+def _state_names() -> tuple:
+    from .protocol.states import ConnState
+    return tuple(s.name for s in ConnState)
+
+
+def connection_states(m) -> dict:
+    """Open connections of ``m`` per state name (every ConnState present, zeros included).
+
+    Read from the scraping thread without the reactors' help: each connection's
+    state is one attribute read, a moment old at worst.
+    """
+    out = dict.fromkeys(_state_names(), 0)
+    lock = getattr(m, "_lock", None)
+    if lock is None:
+        return out
+    with lock:
+        conns = list(getattr(m, "_all_conns", ()))
+    for c in conns:
+        state = _state_of(c)
+        out[state] = out.get(state, 0) + 1
+    return out
+
+
+def _state_of(c) -> str:
+    mach = getattr(c, "_machine", None)
+    if mach is not None:
+        return mach.state.name
+    if getattr(c, "_dead", False):
+        return "CLOSED"
+    if getattr(c, "_standby", False):
+        return "STANDBY"
+    if getattr(c, "_connected", False):
+        return "READY"          # the loopback connection: no machine, always ready
+    return "NONE"
+
+
+def snapshot(m) -> dict:
+    """Every figure of ``m`` the collector exports, read once.
+
+    Returns a dict with ``perf`` (``m.perf_dump()`` plus the figures computed
+    here), ``workers`` (``[(thread name, Counters, is_reactor)]``), ``histograms``
+    (``{source: HistogramSnapshot}`` summed over all threads) and ``states``.
+    """
+    own = owners(m)
+    nreactors = len(getattr(m, "_workers", ()))
+    perf = dict(m.perf_dump())
+    th = getattr(m, "_dispatch_throttle", None)
+    perf.setdefault("dispatch_throttle_bytes", getattr(th, "current", 0))
+    return {"perf": perf,
+            "workers": [(name, c, i < nreactors) for i, (name, c) in enumerate(own)],
+            "histograms": {n: Histogram.merge(getattr(c, n) for _, c in own)
+                           for n in HISTOGRAM_NAMES},
+            "states": perf.get("connections_by_state") or connection_states(m)}
+
+
+# ---------------------------------------------------------------- the collector
 class MessengerCollector:
     """A prometheus_client collector over every started Messenger of this process."""
 
     def describe(self):
-        return []
+        for d in METRICS:
+            yield _family(d)
 
     def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-        live = _live()
+        snaps = []
+        for m in _live():
+            try:
+                snaps.append((str(m.name), snapshot(m)))
+            except Exception:                # a messenger shutting down under us: skip it
+                log.debug("metrics: skipping %r", m, exc_info=True)
         for d in METRICS:
-            labels = ["entity", "worker"] if d.per_worker else ["entity"]
-            family = (CounterMetricFamily if d.kind == "counter" else GaugeMetricFamily)(
-                d.name[:-6] if d.kind == "counter" else d.name, d.help, labels=labels)
-            for m in live:
-                self._add(family, d, m)
-            yield family
+            yield self._build(d, snaps)
 
     @staticmethod
-    def _add(family, d: MetricDef, m) -> None:
-        entity = str(m.name)
-        if d.per_worker:
-            for w in getattr(m, "_workers", ()):
-                family.add_metric([entity, w.reactor.name], getattr(w.counters, d.source))
-        else:
-            family.add_metric([entity], m.perf_dump()[d.source])
+    def _build(d: MetricDef, snaps: list):
+        fam = _family(d)
+        if d.kind == "histogram":
+            merged: dict = {}
+            for entity, s in snaps:
+                h = s["histograms"].get(d.source)
+                if h is not None:
+                    merged[entity] = _add_hist(merged.get(entity), h)
+            for entity, h in merged.items():
+                fam.add_metric([entity], h.buckets(), h.sum)
+            return fam
+        values: dict = {}
+        for entity, s in snaps:
+            if d.per_worker:
+                for worker, c, is_reactor in s["workers"]:
+                    v = getattr(c, d.source, 0)
+                    if v or is_reactor:          # dispatch threads: only once they count it
+                        key = (entity, worker)
+                        values[key] = values.get(key, 0) + v
+            elif "state" in d.labels:
+                for state, v in s["states"].items():
+                    values[(entity, state)] = values.get((entity, state), 0) + v
+            else:
+                values[(entity,)] = values.get((entity,), 0) + s["perf"].get(d.source, 0)
+        for key, v in values.items():
+            fam.add_metric(list(key), v)
+        return fam
 
 
+def _add_hist(a: HistogramSnapshot | None, b: HistogramSnapshot) -> HistogramSnapshot:
+    if a is None:
+        return b
+    return HistogramSnapshot([x + y for x, y in zip(a.counts, b.counts)], a.sum + b.sum)
+
+
+def _family(d: MetricDef):
+    from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                        HistogramMetricFamily)
+    cls = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
+           "histogram": HistogramMetricFamily}[d.kind]
+    unit = d.unit if d.family.endswith("_" + d.unit) else ""
+    return cls(d.family, d.help, labels=list(d.labels), unit=unit)
+
+
+# ---------------------------------------------------------------- the exporter
 _collector = None
 _servers: list = []
 
 
-def serve(port: int = 0, addr: str = "127.0.0.1") -> int:
-    """Starts the HTTP exporter (once per process); returns its port."""
+def _ensure_registered():
     global _collector
-    from prometheus_client import REGISTRY, start_http_server
+    from prometheus_client import REGISTRY
     with _lock:
         if _collector is None:
             _collector = MessengerCollector()
             REGISTRY.register(_collector)
-    server, _thread = start_http_server(port, addr)
+    return REGISTRY
+
+
+def serve(port: int = 0, addr: str = "127.0.0.1") -> int:
+    """Starts an HTTP exporter on ``addr:port`` (0: any free port); returns its port.
+
+    Serves ``/metrics`` from prometheus_client's default registry, to which the
+    :class:`MessengerCollector` is added once per process.
+    """
+    from prometheus_client import start_http_server
+    registry = _ensure_registered()
+    server, _thread = start_http_server(port, addr, registry=registry)
     with _lock:
         _servers.append(server)
     return server.server_port
@@ -115,3 +319,11 @@ def stop_servers() -> None:
     for s in servers:
         s.shutdown()
         s.server_close()
+
+
+def exposition() -> bytes:
+    """The text exposition (format 0.0.4) of msgr's metrics alone, without HTTP."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(MessengerCollector())
+    return generate_latest(reg)

@@ -86,6 +86,7 @@ BACKEND = _impl.BACKEND
 crc32c = _impl.crc32c
 crc32c_sw = _impl.crc32c_sw
 scan_frames = _impl.scan_frames
+frame_fill = _impl.frame_fill
 RingSet = _impl.RingSet
 SCAN_OK = _impl.SCAN_OK
 SCAN_BAD_PREAMBLE_CRC = _impl.SCAN_BAD_PREAMBLE_CRC

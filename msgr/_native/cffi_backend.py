@@ -30,6 +30,7 @@ __all__ = [
     "SCAN_SEGMENT_TOO_LARGE",
     "crc32c",
     "crc32c_sw",
+    "frame_fill",
     "scan_frames",
 ]
 
@@ -48,6 +49,7 @@ _from_buffer = ffi.from_buffer
 _crc_hw = lib.msgr_crc32c
 _crc_sw = lib.msgr_crc32c_sw
 _scan = lib.msgr_scan_frames
+_fill = lib.msgr_frame_fill
 _publish = lib.msgr_ring_publish
 _head = lib.msgr_ring_head
 _wait = lib.msgr_ringset_wait
@@ -81,6 +83,24 @@ def crc32c(seed: int, data: Any) -> int:
         TypeError: ``data`` does not support the buffer protocol.
     """
     return _crc(_crc_hw, seed, data)
+
+
+def frame_fill(buf: bytearray, desc: Any, n: int, rev1: bool) -> None:
+    """Writes preambles, segment crcs and epilogues of ``n`` frames laid out in ``buf``.
+
+    Args:
+        buf: a writable buffer holding the frames, placeholders included.
+        desc: an ``array('q')`` with ``n * 6`` items: offset, tag, len0..len3 per frame.
+        rev1: msgr2.1 layout if True, else msgr2.0.
+
+    Raises:
+        ValueError: a frame does not fit in ``buf`` or is malformed.
+    """
+    if len(desc) < 6 * n:
+        raise ValueError("desc holds fewer than n frames")
+    r = _fill(_from_buffer(buf), len(buf), _from_buffer("int64_t[]", desc), n, 1 if rev1 else 0)
+    if r:
+        raise ValueError(f"frame {-1 - r} does not fit in the buffer or is malformed")
 
 
 def crc32c_sw(seed: int, data: Any) -> int:

@@ -29,6 +29,7 @@ __all__ = [
     "SCAN_SEGMENT_TOO_LARGE",
     "crc32c",
     "crc32c_sw",
+    "frame_fill",
     "scan_frames",
 ]
 
@@ -124,6 +125,45 @@ _LATE_STATUS_COMPLETE = 0x0E
 _LATE_STATUS_ABORTED = 0x01
 _U32 = struct.Struct("<I")
 _RECORD = struct.Struct("=8q")
+
+
+_ALIGN = (8, 8, 8, 4096)
+
+
+def frame_fill(buf: bytearray, desc: Any, n: int, rev1: bool) -> None:
+    """Pure-Python twin of the native ``frame_fill`` (same layout, same checks)."""
+    if len(desc) < 6 * n:
+        raise ValueError("desc holds fewer than n frames")
+    for k in range(n):
+        off, tag, *lens = desc[6 * k:6 * k + 6]
+        nseg = 4
+        while nseg > 1 and lens[nseg - 1] == 0:
+            nseg -= 1
+        size = 32 + sum(lens) + ((4 if lens[0] else 0) + (13 if nseg > 1 else 0) if rev1 else 17)
+        if off < 0 or not 1 <= tag <= 255 or off + size > len(buf) or min(lens) < 0:
+            raise ValueError(f"frame {k} does not fit in the buffer or is malformed")
+        _fill_one(buf, off, tag, nseg, lens, rev1)
+
+
+def _fill_one(buf, off: int, tag: int, nseg: int, lens, rev1: bool) -> None:
+    p, crcs = off + 32, [0, 0, 0, 0]
+    for i in range(nseg):
+        crcs[i] = crc32c(0xFFFFFFFF, memoryview(buf)[p:p + lens[i]])
+        p += lens[i]
+        if rev1 and i == 0 and lens[0]:
+            struct.pack_into("<I", buf, p, crcs[0])
+            p += 4
+    pre = bytearray(28)
+    pre[0], pre[1] = tag, nseg
+    for i in range(nseg):
+        struct.pack_into("<IH", pre, 2 + 6 * i, lens[i], _ALIGN[i] if tag == 17 else 8)
+    buf[off:off + 28] = pre
+    struct.pack_into("<I", buf, off + 28, crc32c(0, pre))
+    if rev1:
+        if nseg > 1:
+            struct.pack_into("<BIII", buf, p, 0x0E, *crcs[1:])
+    else:
+        struct.pack_into("<BIIII", buf, p, 0, *crcs)
 
 
 def check_scan_args(nbytes: int, start: int, end: int, out_bytes: int,

@@ -25,13 +25,16 @@ class DispatchPool:
         nproducers: reactors; each gets one producer end per thread.
         capacity: slots per ring.
         on_message: called with each Message on its dispatch thread.
+        release_all: called with the list of Messages of a batch once they are
+            all dispatched (throttle release, one call per batch).
         prefix: thread name prefix.
     """
 
     def __init__(self, nthreads: int, nproducers: int, capacity: int, on_message,
-                 prefix: str = "msgr-dispatch") -> None:
+                 release_all=None, prefix: str = "msgr-dispatch") -> None:
         self.ringsets = [RingSet(nproducers, capacity) for _ in range(nthreads)]
         self._on_message = on_message
+        self._release_all = release_all or (lambda msgs: None)
         self._threads = [threading.Thread(target=self._run, args=(i, rs), name=f"{prefix}-{i}",
                                           daemon=True) for i, rs in enumerate(self.ringsets)]
         self._lock = threading.Lock()
@@ -68,8 +71,9 @@ class DispatchPool:
     def _run(self, index: int, rs: RingSet) -> None:
         heads = [0] * rs.nrings
         mask = rs.mask
-        on_message = self._on_message
+        on_message, release_all = self._on_message, self._release_all
         while (tails := rs.wait(heads, None)) is not None:
+            batch = []
             for i in range(rs.nrings):
                 ring = rs.slots[i]
                 for s in range(heads[i], tails[i]):
@@ -78,9 +82,11 @@ class DispatchPool:
                     try:
                         if type(item) is Message:
                             on_message(item)
+                            batch.append(item)
                         else:
                             item[0](item[1])
                     except Exception:
                         log.exception("dispatch of %r failed", item)
+            release_all(batch)
             self.done[index] += sum(tails) - sum(heads)
             heads = tails

@@ -29,12 +29,16 @@ class Throttle:
         self._lock = threading.Lock()
         self._waiters: list = []
 
-    def try_get(self, n: int, waiter=None) -> bool:
-        """Takes ``n`` if it fits; else registers ``waiter()`` for the next release."""
+    def try_get(self, n: int, waiter=None, single: bool = True) -> bool:
+        """Takes ``n`` if it fits; else registers ``waiter()`` for the next release.
+
+        ``single``: ``n`` is one message's share, which may exceed the maximum
+        when nothing is held; a batch (``single=False``) must fit.
+        """
         if not self.maximum:
             return True
         with self._lock:
-            if self.current and self.current + n > self.maximum:
+            if self.current + n > self.maximum and (self.current or not single):
                 if waiter is not None:
                     self._waiters.append(waiter)
                 self.waits += 1
@@ -63,17 +67,22 @@ class ThrottleSet:
         if msg_throttle is not None:
             self.throttles += ((msg_throttle, True),)
 
-    def try_get(self, nbytes: int, waiter) -> bool:
-        """Takes every share or none; ``waiter`` is called when a full one frees up."""
+    def try_get_batch(self, nbytes: int, nmsgs: int, waiter=None) -> bool:
+        """Takes every share for ``nmsgs`` messages of ``nbytes`` in all, or none.
+
+        ``waiter`` (if given) is called when a full throttle frees up.
+        """
         taken = []
         for t, counts in self.throttles:
-            if not t.try_get(1 if counts else nbytes, waiter):
-                for u, c in taken:
-                    u.put(1 if c else nbytes)
+            n = nmsgs if counts else nbytes
+            if not t.try_get(n, waiter, nmsgs == 1):
+                for u, k in taken:
+                    u.put(k)
                 return False
-            taken.append((t, counts))
+            taken.append((t, n))
         return True
 
-    def put(self, nbytes: int) -> None:
+    def put_batch(self, nbytes: int, nmsgs: int) -> None:
+        """Gives back what :meth:`try_get_batch` took for these messages."""
         for t, counts in self.throttles:
-            t.put(1 if counts else nbytes)
+            t.put(nmsgs if counts else nbytes)

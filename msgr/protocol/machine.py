@@ -25,6 +25,7 @@ Any protocol error faults the machine: it lands in CLOSED (or WAIT) and emits
 """
 from __future__ import annotations
 
+import struct
 from array import array
 from collections import deque
 
@@ -53,9 +54,13 @@ _SCAN_ERRORS = {
     _native.SCAN_BAD_LATE_STATUS: ("bad epilogue late status", "bad_frame"),
 }
 _TAG_INPUT = {t.value: Input(t.value) for t in Tag}
+_REC = struct.Struct("<8q")
+_H2_UNPACK = HEADER2.unpack_from
 _READY = ConnState.READY
 _MESSAGE = Tag.MESSAGE.value
 _FRAME_FLAGS = 3   # CEPH_MSG_FOOTER_COMPLETE | CEPH_MSG_FOOTER_NOCRC, as Ceph sends
+COPY_LIMIT = 64 * 1024   # segments up to this size are copied into the batch buffer
+_ZERO32, _ZERO4, _ZERO13, _ZERO17 = bytes(32), bytes(4), bytes(13), bytes(17)
 
 
 class ProtocolMachine(HandshakeMixin, AcceptMixin):
@@ -235,6 +240,75 @@ class ProtocolMachine(HandshakeMixin, AcceptMixin):
                 self._step(Input.FAULT, e)
         return self._events.popleft() if self._events else NEED_DATA
 
+    def next_events(self) -> list:
+        """Every event available now, in order (possibly empty: NEED_DATA).
+
+        The hot path: consecutive MESSAGE frames in READY are decoded in one
+        tight loop (no per-frame method dispatch); anything else goes through
+        :meth:`next_event`. Stops after a fault, a session request or a halt.
+        """
+        out = []
+        if self._events:
+            out.extend(self._events)
+            self._events.clear()
+        if self._ic is not None or self.state is not _READY:
+            while (ev := self.next_event()) is not NEED_DATA:
+                out.append(ev)
+                if self.done or self._request is not None or self.halted:
+                    break
+            return out
+        try:
+            self._read_ready(out)
+        except MsgrError as e:
+            if self.state is not ConnState.CLOSED:
+                self._step(Input.FAULT, e)
+            out.extend(self._events)
+            self._events.clear()
+        return out
+
+    def _read_ready(self, out: list) -> None:
+        """Decodes MESSAGE frames in READY straight from the scan records."""
+        unpack, recs, mv = _REC.unpack_from, self._recs, self._rxmv
+        rev1 = 4 if self.rev1 else 0
+        s = self.session
+        source = self.peer_name
+        while True:
+            if self._irec >= self._nrec and not self._scan():
+                return
+            i = self._irec
+            start, tag, nseg, l0, l1, l2, l3, flags = unpack(recs, i * 64)
+            if tag != _MESSAGE or flags or l0 != HEADER2_SIZE or self.state is not _READY:
+                ev = self.next_event()
+                if ev is NEED_DATA:
+                    return
+                out.append(ev)
+                if self.done or self._request is not None:
+                    return
+                continue
+            self._irec = i + 1
+            off = start + PREAMBLE_SIZE
+            (seq, tid, type_, prio, version, _pad, data_off, ack_seq, _fl, compat,
+             _res) = _H2_UNPACK(mv, off)
+            off += HEADER2_SIZE + rev1
+            front = bytes(mv[off:off + l1]) if l1 and l1 < ZERO_COPY_MIN else \
+                self._segment(off, l1)
+            off += l1
+            middle = self._segment(off, l2) if l2 else b""
+            off += l2
+            data = bytes(mv[off:off + l3]) if l3 and l3 < ZERO_COPY_MIN else \
+                self._segment(off, l3)
+            self._rpos = off + l3 + (13 if rev1 and nseg > 1 else 0) + (0 if rev1 else 17)
+            sent = s.sent
+            while sent and sent[0].seq <= ack_seq:
+                sent.popleft()
+            if seq <= s.in_seq:
+                continue
+            s.in_seq = seq
+            if not s.lossy:
+                s.ack_left += 1
+            out.append(make_received(type_, front, middle, data, prio, tid, version, compat,
+                                     seq, data_off, source))
+
     def _take_banner(self) -> bool:
         got = self._rxmv[self._rpos:self._wpos]
         prefix_len = min(len(got), len(BANNER_PREFIX))
@@ -401,23 +475,57 @@ class ProtocolMachine(HandshakeMixin, AcceptMixin):
         return out
 
     def _frame_messages(self, out: list, budget: int) -> None:
+        """Frames queued messages into one buffer, filled by one native call.
+
+        Small segments are copied into the batch buffer; a message with a
+        segment over ``COPY_LIMIT`` is framed on its own with its large
+        segments referenced (zero copy).
+        """
         s = self.session
-        q = s.out
-        rev1 = self.rev1
-        pack = HEADER2.pack
-        ic = self._ic
-        used = 0
-        while used < budget and not self.halted:
-            m = q.pop()
+        pop = s.out.pop
+        rev1, lossy, sent, in_seq = self.rev1, s.lossy, s.sent, s.in_seq
+        pack, ic = HEADER2.pack, self._ic
+        crc_ph = _ZERO4 if rev1 else b""
+        epi = _ZERO13 if rev1 else _ZERO17
+        buf, desc = bytearray(), array("q")
+        seq = s.out_seq
+        s.ack_left = 0
+        while len(buf) < budget and not self.halted:
+            m = pop()
             if m is None:
                 break
-            seq = s.assign_seq(m)
-            hdr = pack(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off, s.in_seq,
+            seq += 1
+            m.seq = seq
+            if not lossy:
+                sent.append(m)
+            f, mid, d = m.front, m.middle, m.data
+            hdr = pack(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off, in_seq,
                        _FRAME_FLAGS, m.compat_version, 0)
-            out.extend(message_frame(hdr, m.front, m.middle, m.data, rev1))
-            used += 64 + len(m.front) + len(m.middle) + len(m.data)
+            if len(d) > COPY_LIMIT or len(f) > COPY_LIMIT or len(mid) > COPY_LIMIT:
+                buf, desc = self._flush_batch(out, buf, desc)
+                out.extend(message_frame(hdr, f, mid, d, rev1, COPY_LIMIT))
+            else:
+                off = len(buf)
+                buf += _ZERO32
+                buf += hdr
+                buf += crc_ph
+                buf += f
+                buf += mid
+                buf += d
+                if f or mid or d or not rev1:
+                    buf += epi
+                desc.extend((off, _MESSAGE, HEADER2_SIZE, len(f), len(mid), len(d)))
             if ic is not None:
+                s.out_seq = seq
                 self._hit(WRITE_BPS[_MESSAGE])
+        s.out_seq = seq
+        self._flush_batch(out, buf, desc)
+
+    def _flush_batch(self, out: list, buf: bytearray, desc: array):
+        if desc:
+            _native.frame_fill(buf, desc, len(desc) // 6, self.rev1)
+            out.append(buf)
+        return bytearray(), array("q")
 
     # ----------------------------------------------------------------- time
     def next_deadline(self) -> float:
