@@ -45,7 +45,8 @@ __all__ = ["ProtocolMachine", "MachineParams", "ZERO_COPY_MIN"]
 from .params import MachineParams  # noqa: E402  (re-exported)
 
 ZERO_COPY_MIN = 128 * 1024
-_MAX_RECORDS = 256
+RX_INITIAL = 16 * 1024     # a new connection's receive buffer; grows on full reads
+_MAX_RECORDS = 64
 _SCAN_ERRORS = {
     _native.SCAN_BAD_PREAMBLE_CRC: ("bad preamble crc", "bad_crc"),
     _native.SCAN_BAD_SEGMENT_COUNT: ("bad segment count", "bad_frame"),
@@ -80,8 +81,10 @@ class ProtocolMachine(HandshakeMixin, AcceptMixin):
         self.rev1 = False
         self.was_ready = False
         self.fault_event: Faulted | None = None
-        self._rx = bytearray(params.recv_buffer_bytes)
+        self._rx_target = min(RX_INITIAL, params.recv_buffer_bytes)
+        self._rx = bytearray(self._rx_target)
         self._rxmv = memoryview(self._rx)
+        self._view_len = 0
         self._rpos = self._wpos = 0
         self._donated = False
         self._banner_done = False
@@ -186,12 +189,21 @@ class ProtocolMachine(HandshakeMixin, AcceptMixin):
         need = max(self._need, PREAMBLE_SIZE)
         if self._donated or len(self._rx) - self._rpos < need or self._wpos == len(self._rx):
             self._compact(need)
-        return self._rxmv[self._wpos:]
+        view = self._rxmv[self._wpos:]
+        self._view_len = len(view)
+        return view
 
     def commit_recv(self, n: int, now: float) -> None:
-        """``n`` bytes were written into the view from ``get_recv_buffer``."""
+        """``n`` bytes were written into the view from ``get_recv_buffer``.
+
+        A read that fills the whole view doubles the buffer for the next one
+        (up to ``recv_buffer_bytes``): idle connections keep a small buffer,
+        busy ones read many frames per call.
+        """
         self._wpos += n
         self._last_active = now
+        if n == self._view_len and self._rx_target < self.p.recv_buffer_bytes:
+            self._rx_target = min(2 * self._rx_target, self.p.recv_buffer_bytes)
 
     def receive_data(self, data, now: float = 0.0) -> None:
         """Copies ``data`` in (for tests and non-zero-copy transports)."""
@@ -205,7 +217,7 @@ class ProtocolMachine(HandshakeMixin, AcceptMixin):
 
     def _compact(self, need: int) -> None:
         pending = self._wpos - self._rpos
-        size = max(self.p.recv_buffer_bytes, need, pending + PREAMBLE_SIZE)
+        size = max(self._rx_target, need, pending + PREAMBLE_SIZE)
         if not self._donated and size <= len(self._rx) and self._rpos:
             self._rx[:pending] = self._rxmv[self._rpos:self._wpos]
         else:
