@@ -112,6 +112,14 @@ class LoadServer(Dispatcher):
         self.msgr.start()
         return addr
 
+    def ms_can_fast_dispatch(self, msg) -> bool:
+        """Like ceph_perf_msgr_server: ops are handled inline on the I/O thread
+        (Ceph's OSD fast-dispatches client ops), unless op threads are asked for."""
+        return not self.workers and msg.type != MSG_REPORT
+
+    def ms_fast_dispatch(self, msg) -> None:
+        self.ms_dispatch(msg)
+
     def ms_dispatch(self, msg) -> bool:
         t, conn = msg.type, msg.connection
         if t == MSG_OP:
@@ -196,6 +204,14 @@ class ClientJob(Dispatcher):
             else:
                 stamps[self.sent] = time.perf_counter_ns()
                 conn.send_message(Message(MSG_ONEWAY_ACKME, data=payload, tid=self.sent))
+
+    def ms_can_fast_dispatch(self, msg) -> bool:
+        """Replies drive the next request inline on the I/O thread, as
+        ceph_perf_msgr_client does, unless a think time must be slept."""
+        return not self.think_s and (msg.type == MSG_OPREPLY or msg.type == MSG_ACK)
+
+    def ms_fast_dispatch(self, msg) -> None:
+        self.ms_dispatch(msg)
 
     def ms_dispatch(self, msg) -> bool:
         now, t = time.perf_counter_ns(), msg.type
