@@ -194,12 +194,8 @@ class ConnectionIO:
 
     def _take(self, msgs: list, evs: list, first: int) -> bool:
         """Throttles and delivers ``msgs`` (== evs[first:first+len(msgs)])."""
-        now = self._reactor.time
         counters = self._worker.counters
         th = self._throttles
-        for m in msgs:
-            m.connection = self
-            m.recv_stamp = now
         if th is not None:
             total = 0
             for m in msgs:

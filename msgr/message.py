@@ -66,11 +66,11 @@ class Message:
 
 
 def make_received(type_: int, front, middle, data, priority: int, tid: int, version: int,
-                  compat_version: int, seq: int, data_off: int, source) -> Message:
+                  compat_version: int, seq: int, data_off: int, source, connection=None,
+                  recv_stamp: float = 0.0) -> Message:
     """Builds a received Message without ``__init__``'s checks (hot path).
 
-    The header fields come from a CRC-checked frame; ``connection`` and
-    ``recv_stamp`` are filled in by the runtime.
+    The header fields come from a CRC-checked frame.
     """
     m = _new(Message)
     m.type = type_
@@ -84,8 +84,8 @@ def make_received(type_: int, front, middle, data, priority: int, tid: int, vers
     m.data_off = data_off
     m.seq = seq
     m.source = source
-    m.connection = None
-    m.recv_stamp = 0.0
+    m.connection = connection
+    m.recv_stamp = recv_stamp
     m._throttle = None
     m._queued_at = 0.0
     return m

@@ -283,7 +283,8 @@ class ProtocolMachine(HandshakeMixin, AcceptMixin):
         unpack, recs, mv = _REC.unpack_from, self._recs, self._rxmv
         rev1 = 4 if self.rev1 else 0
         s = self.session
-        source = self.peer_name
+        sent, lossy = s.sent, s.lossy
+        source, owner, now = self.peer_name, self.owner, self._last_active
         while True:
             if self._irec >= self._nrec and not self._scan():
                 return
@@ -302,24 +303,32 @@ class ProtocolMachine(HandshakeMixin, AcceptMixin):
             (seq, tid, type_, prio, version, _pad, data_off, ack_seq, _fl, compat,
              _res) = _H2_UNPACK(mv, off)
             off += HEADER2_SIZE + rev1
-            front = bytes(mv[off:off + l1]) if l1 and l1 < ZERO_COPY_MIN else \
-                self._segment(off, l1)
+            if not l1:
+                front = b""
+            elif l1 < ZERO_COPY_MIN:
+                front = bytes(mv[off:off + l1])
+            else:
+                front = self._segment(off, l1)
             off += l1
             middle = self._segment(off, l2) if l2 else b""
             off += l2
-            data = bytes(mv[off:off + l3]) if l3 and l3 < ZERO_COPY_MIN else \
-                self._segment(off, l3)
-            self._rpos = off + l3 + (13 if rev1 and nseg > 1 else 0) + (0 if rev1 else 17)
-            sent = s.sent
-            while sent and sent[0].seq <= ack_seq:
-                sent.popleft()
+            if not l3:
+                data = b""
+            elif l3 < ZERO_COPY_MIN:
+                data = bytes(mv[off:off + l3])
+            else:
+                data = self._segment(off, l3)
+            off += l3
+            self._rpos = off + (13 if nseg > 1 else 0) if rev1 else off + 17
+            if sent and sent[0].seq <= ack_seq:
+                s.acked(ack_seq)
             if seq <= s.in_seq:
                 continue
             s.in_seq = seq
-            if not s.lossy:
+            if not lossy:
                 s.ack_left += 1
             out.append(make_received(type_, front, middle, data, prio, tid, version, compat,
-                                     seq, data_off, source))
+                                     seq, data_off, source, owner, now))
 
     def _take_banner(self) -> bool:
         got = self._rxmv[self._rpos:self._wpos]
@@ -419,7 +428,7 @@ class ProtocolMachine(HandshakeMixin, AcceptMixin):
         if not s.accept_seq(seq):
             return None
         return make_received(type_, front, middle, data, prio, tid, version, compat, seq,
-                             data_off, self.peer_name)
+                             data_off, self.peer_name, self.owner, self._last_active)
 
     # ----------------------------------------------------------------- steady state
     def _a_message(self, payload) -> None:
