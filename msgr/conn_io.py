@@ -12,7 +12,7 @@ import time
 
 from .errors import TransportError
 from .message import Message
-from .protocol.events import (NEED_DATA, AddrLearned, Established, Faulted, KeepaliveAck,
+from .protocol.events import (AddrLearned, Established, Faulted, KeepaliveAck,
                               RemoteReset, SessionRequest)
 from .protocol.intercept import SOCKET_ACCEPTED, SOCKET_CONNECTING, Action
 from .protocol.machine import ProtocolMachine

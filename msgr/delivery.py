@@ -152,7 +152,16 @@ class DeliveryMixin:
 
     # ------------------------------------------------------------ dispatch side
     def _dispatch_one(self, msg) -> None:
-        """The dispatcher chain for one message (first True wins); never raises."""
+        """The dispatcher chain for one message (first True wins); never raises.
+
+        A message whose connection has been closed meanwhile (``mark_down``, a
+        lossy fault, shutdown) is dropped and counted, as Ceph's
+        ``discard_queue`` drops a stopped connection's queued messages.
+        """
+        conn = msg.connection
+        if conn is not None and conn._closed:
+            self._count_dropped(1)
+            return
         try:
             for d in self._dispatchers:
                 if d.ms_dispatch(msg):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import random
 import threading
 from dataclasses import dataclass

@@ -43,8 +43,8 @@ class MetricDef:
         name: the Prometheus name (counters end in ``_total``).
         kind: ``counter``, ``gauge`` or ``histogram``.
         help: the HELP text.
-        unit: the unit of the value (``bytes``, ``seconds``, ``messages``, ...), documentary
-            unless the name ends in it (then it is also the OpenMetrics UNIT).
+        unit: the unit of the value (``bytes``, ``seconds``, ``messages``, ...); a base
+            unit (seconds, bytes) the name ends in is also the OpenMetrics UNIT.
         source: a :class:`~msgr.counters.Counters` attribute for per-worker counters and
             histograms, else a ``perf_dump()`` key or a figure computed at scrape time.
         labels: the label names.
@@ -105,7 +105,7 @@ METRICS = (
     MetricDef("msgr_connections", "gauge", "Open connections.", "connections", "connections", _E),
     MetricDef("msgr_connections_by_state", "gauge",
               "Open connections by protocol state (Ceph's ProtocolV2 state names).",
-              "connections", "connection_states", ("entity", "state")),
+              "connections", "connections_by_state", ("entity", "state")),
     MetricDef("msgr_dispatch_queue_length", "gauge",
               "Messages and events waiting for a dispatch thread.", "items",
               "dispatch_queue_length", _E),
@@ -119,6 +119,8 @@ METRICS = (
               "Time from Connection.send_message to the message being framed for the socket.",
               "seconds", "send_queue_latency", _E),
 )
+
+_BASE_UNITS = ("seconds", "bytes")      # passed on as the OpenMetrics UNIT (name ends in it)
 
 _messengers: "weakref.WeakSet" = weakref.WeakSet()
 _lock = threading.Lock()
@@ -205,7 +207,7 @@ def snapshot(m) -> dict:
     """Every figure of ``m`` the collector exports, read once.
 
     Returns a dict with ``perf`` (``m.perf_dump()`` plus the figures computed
-    here), ``workers`` (``[(thread name, Counters, is_reactor)]``), ``histograms``
+    here), ``workers`` (``[(thread name, {counter: value}, is_reactor)]``), ``histograms``
     (``{source: HistogramSnapshot}`` summed over all threads) and ``states``.
     """
     own = owners(m)
@@ -214,7 +216,7 @@ def snapshot(m) -> dict:
     th = getattr(m, "_dispatch_throttle", None)
     perf.setdefault("dispatch_throttle_bytes", getattr(th, "current", 0))
     return {"perf": perf,
-            "workers": [(name, c, i < nreactors) for i, (name, c) in enumerate(own)],
+            "workers": [(name, c.as_dict(), i < nreactors) for i, (name, c) in enumerate(own)],
             "histograms": {n: Histogram.merge(getattr(c, n) for _, c in own)
                            for n in HISTOGRAM_NAMES},
             "states": perf.get("connections_by_state") or connection_states(m)}
@@ -254,7 +256,7 @@ class MessengerCollector:
         for entity, s in snaps:
             if d.per_worker:
                 for worker, c, is_reactor in s["workers"]:
-                    v = getattr(c, d.source, 0)
+                    v = c.get(d.source, 0)
                     if v or is_reactor:          # dispatch threads: only once they count it
                         key = (entity, worker)
                         values[key] = values.get(key, 0) + v
@@ -279,7 +281,7 @@ def _family(d: MetricDef):
                                         HistogramMetricFamily)
     cls = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
            "histogram": HistogramMetricFamily}[d.kind]
-    unit = d.unit if d.family.endswith("_" + d.unit) else ""
+    unit = d.unit if d.unit in _BASE_UNITS and d.family.endswith("_" + d.unit) else ""
     return cls(d.family, d.help, labels=list(d.labels), unit=unit)
 
 

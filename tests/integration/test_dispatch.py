@@ -110,3 +110,29 @@ def test_dispatch_throttle_bytes(messengers):
     assert wait_for(lambda: len(g.msgs) == 40)
     assert [m.tid for m in g.msgs] == list(range(40))
     assert wait_for(lambda: s._dispatch_throttle.current == 0)
+
+
+def test_mark_down_discards_messages_still_queued_for_dispatch(messengers):
+    first = threading.Event()
+
+    class MarkDownOnFirst(Recorder):
+        def ms_dispatch(self, msg):
+            super().ms_dispatch(msg)
+            if not first.is_set():
+                first.set()
+                import time
+                time.sleep(0.2)                 # let the rest queue up behind us
+                msg.connection.mark_down()
+            return True
+
+    sd = MarkDownOnFirst()
+    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=sd)
+    c = messengers(policy=Policy.lossy_client(), dispatcher=Recorder())
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    for i in range(500):
+        conn.send_message(Message(1, tid=i))
+    assert first.wait(10)
+    assert wait_for(lambda: s.perf_dump()["messages_dropped"] > 0 or len(sd.msgs) == 500)
+    assert len(sd.msgs) < 500                   # queued ones were discarded with the connection
+    assert wait_for(lambda: len(sd.msgs) + s.perf_dump()["messages_dropped"]
+                    == s.perf_dump()["messages_received"])

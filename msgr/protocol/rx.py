@@ -1,0 +1,276 @@
+"""RxMixin: the receive side of ProtocolMachine (buffers, scanning, decoding).
+
+Bytes land in one receive buffer (``get_recv_buffer`` + ``commit_recv``), which
+starts small and doubles on full reads. One native call (``scan_frames``)
+finds every complete frame in it and checks their CRCs; the machine then walks
+the records. MESSAGE frames in READY are decoded in a tight loop
+(``next_events``); everything else goes through the transition table one frame
+at a time (``next_event``). Segments under ``ZERO_COPY_MIN`` bytes are copied
+out as ``bytes``; larger ones are handed out as memoryviews and the buffer is
+given away with them, so a large data segment is never copied.
+"""
+from __future__ import annotations
+
+import struct
+
+from .. import _native
+from ..errors import MsgrError, RemoteProtocolError
+from ..message import make_received
+from .events import NEED_DATA
+from .frames import HEADER2, HEADER2_SIZE, PREAMBLE_SIZE, Tag
+from .handshake import BANNER_PREFIX
+from .intercept import BANNER_READ, READ_BPS
+from .states import ConnState, Input
+
+__all__ = ["RxMixin", "ZERO_COPY_MIN", "RX_INITIAL", "MAX_RECORDS"]
+
+ZERO_COPY_MIN = 128 * 1024
+RX_INITIAL = 16 * 1024     # a new connection's receive buffer; grows on full reads
+MAX_RECORDS = 64
+_SCAN_ERRORS = {
+    _native.SCAN_BAD_PREAMBLE_CRC: ("bad preamble crc", "bad_crc"),
+    _native.SCAN_BAD_SEGMENT_COUNT: ("bad segment count", "bad_frame"),
+    _native.SCAN_SEGMENT_TOO_LARGE: ("segment larger than ms_max_segment_bytes", "too_large"),
+    _native.SCAN_BAD_SEGMENT_CRC: ("bad segment crc", "bad_crc"),
+    _native.SCAN_BAD_LATE_STATUS: ("bad epilogue late status", "bad_frame"),
+}
+_TAG_INPUT = {t.value: Input(t.value) for t in Tag}
+_REC = struct.Struct("<8q")
+_H2_UNPACK = HEADER2.unpack_from
+_READY = ConnState.READY
+_MESSAGE = Tag.MESSAGE.value
+
+
+class RxMixin:
+    """See the module docstring; mixed into ProtocolMachine."""
+
+    def get_recv_buffer(self) -> memoryview:
+        """A writable view where the owner may read up to ``len(view)`` bytes."""
+        need = max(self._need, PREAMBLE_SIZE)
+        if self._donated or len(self._rx) - self._rpos < need or self._wpos == len(self._rx):
+            self._compact(need)
+        view = self._rxmv[self._wpos:]
+        self._view_len = len(view)
+        return view
+
+    def commit_recv(self, n: int, now: float) -> None:
+        """``n`` bytes were written into the view from ``get_recv_buffer``.
+
+        A read that fills the whole view doubles the buffer for the next one
+        (up to ``recv_buffer_bytes``): idle connections keep a small buffer,
+        busy ones read many frames per call.
+        """
+        self._wpos += n
+        self._last_active = now
+        if n == self._view_len and self._rx_target < self.p.recv_buffer_bytes:
+            self._rx_target = min(2 * self._rx_target, self.p.recv_buffer_bytes)
+
+    def receive_data(self, data, now: float = 0.0) -> None:
+        """Copies ``data`` in (for tests and non-zero-copy transports)."""
+        mv = memoryview(data).cast("B")
+        while mv:
+            buf = self.get_recv_buffer()
+            n = min(len(buf), len(mv))
+            buf[:n] = mv[:n]
+            self.commit_recv(n, now)
+            mv = mv[n:]
+
+    def _compact(self, need: int) -> None:
+        pending = self._wpos - self._rpos
+        size = max(self._rx_target, need, pending + PREAMBLE_SIZE)
+        if not self._donated and size <= len(self._rx) and self._rpos:
+            self._rx[:pending] = self._rxmv[self._rpos:self._wpos]
+        else:
+            old = self._rxmv[self._rpos:self._wpos]
+            self._rx = bytearray(size)
+            self._rx[:pending] = old
+            self._rxmv = memoryview(self._rx)
+            self._donated = False
+        self._rpos, self._wpos = 0, pending
+        self._nrec = self._irec = 0
+
+    def next_event(self):
+        """The next event, a received Message, or NEED_DATA. Never raises."""
+        if self._events:
+            return self._events.popleft()
+        try:
+            while not self._events:
+                if self.state is ConnState.CLOSED or self.state is ConnState.WAIT or \
+                        self._request is not None or self.halted:
+                    return NEED_DATA
+                if not self._banner_done:
+                    if not self._take_banner():
+                        return NEED_DATA
+                    continue
+                if self._irec >= self._nrec and not self._scan():
+                    return NEED_DATA
+                msg = self._next_frame()
+                if msg is not None:
+                    return msg
+        except MsgrError as e:
+            if self.state is not ConnState.CLOSED:
+                self._step(Input.FAULT, e)
+        return self._events.popleft() if self._events else NEED_DATA
+
+    def next_events(self) -> list:
+        """Every event available now, in order (possibly empty: NEED_DATA).
+
+        The hot path: consecutive MESSAGE frames in READY are decoded in one
+        tight loop (no per-frame method dispatch); anything else goes through
+        :meth:`next_event`. Stops after a fault, a session request or a halt.
+        """
+        out = []
+        if self._events:
+            out.extend(self._events)
+            self._events.clear()
+        if self._ic is not None or self.state is not _READY:
+            while (ev := self.next_event()) is not NEED_DATA:
+                out.append(ev)
+                if self.done or self._request is not None or self.halted:
+                    break
+            return out
+        try:
+            self._read_ready(out)
+        except MsgrError as e:
+            if self.state is not ConnState.CLOSED:
+                self._step(Input.FAULT, e)
+            out.extend(self._events)
+            self._events.clear()
+        return out
+
+    def _read_ready(self, out: list) -> None:
+        """Decodes MESSAGE frames in READY straight from the scan records."""
+        unpack, recs = _REC.unpack_from, self._recs
+        while True:
+            if self._irec >= self._nrec and not self._scan():
+                return
+            i = self._irec
+            start, tag, nseg, l0, l1, l2, l3, flags = unpack(recs, i * 64)
+            if tag != _MESSAGE or flags or l0 != HEADER2_SIZE or self.state is not _READY:
+                ev = self.next_event()
+                if ev is NEED_DATA:
+                    return
+                out.append(ev)
+                if self.done or self._request is not None:
+                    return
+                continue
+            self._irec = i + 1
+            msg = self._decode(start, nseg, l1, l2, l3)
+            if msg is not None:
+                out.append(msg)
+
+    def _take_banner(self) -> bool:
+        got = self._rxmv[self._rpos:self._wpos]
+        prefix_len = min(len(got), len(BANNER_PREFIX))
+        if bytes(got[:prefix_len]) != BANNER_PREFIX[:prefix_len]:
+            if bytes(got[:prefix_len]).startswith(b"ceph v0"):
+                raise RemoteProtocolError("peer is using the msgr v1 protocol", "bad_banner")
+            raise RemoteProtocolError(f"bad banner {bytes(got[:10])!r}", "bad_banner")
+        if len(got) < len(BANNER_PREFIX) + 2:
+            return False
+        plen = int.from_bytes(got[8:10], "little")
+        if not 16 <= plen <= 4096:
+            raise RemoteProtocolError(f"banner payload length {plen}", "bad_banner")
+        total = 10 + plen
+        if len(got) < total:
+            return False
+        payload = bytes(got[10:total])
+        if self._ic is not None and not self._bp_passed and not self._hit(BANNER_READ):
+            self._bp_passed = True
+            return False
+        self._bp_passed = False
+        self._rpos += total
+        self._banner_done = True
+        self._run(Input.BANNER, payload)
+        return True
+
+    def _scan(self) -> bool:
+        n, status, pos, need = _native.scan_frames(
+            self._rx, self._rpos, self._wpos, self.rev1, self.p.max_segment_bytes,
+            self._recs, MAX_RECORDS)
+        self._nrec, self._irec, self._need = n, 0, need
+        if n == 0 and status:
+            what, reason = _SCAN_ERRORS[status]
+            raise RemoteProtocolError(f"frame at offset {pos}: {what}", reason)
+        self._scan_status = status
+        return n > 0
+
+    def _next_frame(self):
+        i = self._irec
+        self._irec = i + 1
+        r = self._recs
+        b = i * 8
+        start, tag, nseg, flags = r[b], r[b + 1], r[b + 2], r[b + 7]
+        lens = (r[b + 3], r[b + 4], r[b + 5], r[b + 6])
+        end = self._frame_end(start, nseg, lens)
+        if self._ic is not None and not flags & _native.FLAG_ABORTED:
+            if not self._bp_passed and not self._hit(READ_BPS.get(tag) or READ_BPS[1]):
+                self._irec, self._bp_passed = i, True
+                return None
+            self._bp_passed = False
+        self._rpos = end
+        if flags & _native.FLAG_ABORTED:
+            return None
+        if tag == _MESSAGE and self.state is _READY:
+            return self._message(start, nseg, lens)
+        inp = _TAG_INPUT.get(tag)
+        if inp is None:
+            raise RemoteProtocolError(f"unknown frame tag {tag}", "bad_tag")
+        if nseg != 1 and inp is not Input.MESSAGE:
+            raise RemoteProtocolError(f"control frame {inp.name} with {nseg} segments", "bad_frame")
+        off = start + PREAMBLE_SIZE
+        payload = bytes(self._rxmv[off:off + lens[0]])
+        self._step(inp, payload)
+        if self._irec >= self._nrec and getattr(self, "_scan_status", 0):
+            what, reason = _SCAN_ERRORS[self._scan_status]
+            raise RemoteProtocolError(f"frame after offset {end}: {what}", reason)
+        return None
+
+    def _frame_end(self, start: int, nseg: int, lens: tuple) -> int:
+        size = PREAMBLE_SIZE + lens[0] + lens[1] + lens[2] + lens[3]
+        if self.rev1:
+            return start + size + (4 if lens[0] else 0) + (13 if nseg > 1 else 0)
+        return start + size + 17
+
+    def _segment(self, off: int, n: int):
+        if n == 0:
+            return b""
+        if n < ZERO_COPY_MIN:
+            return bytes(self._rxmv[off:off + n])
+        self._donated = True
+        return self._rxmv[off:off + n]
+
+    def _message(self, start: int, nseg: int, lens: tuple):
+        """READY + MESSAGE: the table's ``(READY, MESSAGE) -> message, READY`` inlined."""
+        if lens[0] != HEADER2_SIZE:
+            raise RemoteProtocolError(f"message header of {lens[0]} bytes", "bad_frame")
+        return self._decode(start, nseg, lens[1], lens[2], lens[3])
+
+    def _decode(self, start: int, nseg: int, l1: int, l2: int, l3: int):
+        """Decodes the MESSAGE frame at ``start``; None for an old duplicate.
+
+        Sets ``_rpos`` past the frame and applies the piggy-backed ack and the
+        seq rules of the session (``seq <= in_seq`` is dropped).
+        """
+        mv = self._rxmv
+        off = start + PREAMBLE_SIZE
+        (seq, tid, type_, prio, version, _pad, data_off, ack_seq, _fl, compat,
+         _res) = _H2_UNPACK(mv, off)
+        off += HEADER2_SIZE + (4 if self.rev1 else 0)
+        front = self._segment(off, l1)
+        off += l1
+        middle = self._segment(off, l2)
+        off += l2
+        data = self._segment(off, l3)
+        off += l3
+        self._rpos = (off + (13 if nseg > 1 else 0)) if self.rev1 else off + 17
+        s = self.session
+        if s.sent and s.sent[0].seq <= ack_seq:
+            s.acked(ack_seq)
+        if seq <= s.in_seq:
+            return None
+        s.in_seq = seq
+        if not s.lossy:
+            s.ack_left += 1
+        return make_received(type_, front, middle, data, prio, tid, version, compat, seq,
+                             data_off, self.peer_name, self.owner, self._last_active)
