@@ -43,6 +43,18 @@ class ConnectionIO:
         elif self._standby:
             self._wake_from_standby()
 
+    def _flush_direct(self) -> None:
+        """End of a loop iteration: write what reactor-thread sends queued."""
+        self._write_soon = False
+        m = self._machine
+        if self._dead:
+            return
+        if m is not None:
+            if m.is_ready:
+                self._write()
+        elif self._standby:
+            self._wake_from_standby()
+
     def _do_keepalive(self) -> None:
         if self._dead:
             return

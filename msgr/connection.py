@@ -14,6 +14,7 @@ handle never changes.
 from __future__ import annotations
 
 import threading
+from threading import get_ident as _get_ident
 
 from .conn_io import ConnectionIO
 from .entity import EntityAddr, EntityType
@@ -31,6 +32,8 @@ class Connection(ConnectionIO, Failover):
     Attributes (API.md): ``peer_addr``, ``peer_name``, ``peer_type``,
     ``features``, ``policy``, ``priv``, ``is_lossy``, ``last_keepalive_ack``.
     """
+
+    _direct = True      # reactor-thread sends may bypass the pending list
 
     def __init__(self, msgr, worker, peer_type: int, peer_addr: EntityAddr, policy,
                  outgoing: bool, anon: bool = False) -> None:
@@ -67,6 +70,7 @@ class Connection(ConnectionIO, Failover):
         self._handed_off = False
         self._keepalive_wanted = False
         self._delay = None
+        self._write_soon = False
         self._throttles = msgr._throttles_for(self.peer_type) if outgoing else None
 
     def _attach(self, producer) -> None:
@@ -75,7 +79,22 @@ class Connection(ConnectionIO, Failover):
 
     # ================================================================ any thread
     def send_message(self, msg: Message) -> None:
-        """Queues ``msg``; never blocks. Dropped (and counted) if the connection is closed."""
+        """Queues ``msg``; never blocks. Dropped (and counted) if the connection is closed.
+
+        From the connection's own reactor thread (inline or fast dispatch) the
+        message goes straight into the session queue and one write runs at the
+        end of the loop iteration; from any other thread it goes through the
+        locked pending list and a submitted flush.
+        """
+        if self._direct and self._reactor._tid == _get_ident():
+            if self._closed or self._dead:
+                self.msgr._count_dropped(1)
+                return
+            self._session.out.push(msg)
+            if not self._write_soon:
+                self._write_soon = True
+                self._reactor.call_soon(self._flush_direct)
+            return
         with self._lock:
             if self._closed:
                 dropped = True

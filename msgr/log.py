@@ -20,9 +20,13 @@ Example::
     ...     def __repr__(self):
     ...         return "conn(0x1 peer osd.1 v2:127.0.0.1:6800/7 state READY)"
     >>> c = Conn()
-    >>> conn_log(log, logging.WARNING, c, "fault: %s", "bad crc")   # -> WARNING conn(0x1 ...) fault: bad crc
-    >>> conn_debug(log, c, "sent %d messages", 3)                  # formatted only if DEBUG is on
-    >>> conn_state(log, c, "HELLO_CONNECTING", "AUTH_CONNECTING")  # DEBUG: ... state HELLO_CONNECTING -> AUTH_CONNECTING
+    >>> log.setLevel(logging.INFO)
+    >>> conn_log(log, logging.INFO, c, "fault: %s", "bad crc")
+    ... # INFO: conn(0x1 peer osd.1 v2:127.0.0.1:6800/7 state READY) fault: bad crc
+    >>> conn_debug(log, c, "sent %d messages", 3)      # DEBUG is off: nothing is formatted
+    >>> conn_state(log, c, "HELLO_CONNECTING", "AUTH_CONNECTING")
+    ... # DEBUG: conn(...) state HELLO_CONNECTING -> AUTH_CONNECTING (when DEBUG is on)
+    >>> log.setLevel(logging.NOTSET)
 
 On a hot path, guard a whole block with one check so not even the call happens::
 

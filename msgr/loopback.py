@@ -16,6 +16,8 @@ __all__ = ["LoopbackConnection"]
 class LoopbackConnection(Connection):
     """A Connection whose peer is its own messenger."""
 
+    _direct = False     # every send goes through the pending list and local delivery
+
     def __init__(self, msgr, worker) -> None:
         addr = msgr.addr or EntityAddr("any", "0.0.0.0", 0, msgr.nonce)
         super().__init__(msgr, worker, msgr.name.type, addr, Policy.lossy_client(), outgoing=False)

@@ -66,6 +66,7 @@ class Reactor:
         self._timers: list = []
         self._seq = itertools.count()
         self._end_hooks: list = []
+        self._soon: list = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._tid = None
@@ -136,6 +137,10 @@ class Reactor:
     def call_later(self, delay: float, fn) -> Timer:
         return self.call_at(self.time + delay, fn)
 
+    def call_soon(self, fn) -> None:
+        """Runs ``fn()`` at the end of this loop iteration (reactor thread only, no lock)."""
+        self._soon.append(fn)
+
     def add_end_hook(self, fn) -> None:
         """Runs ``fn()`` at the end of every loop iteration (ring publishing)."""
         self._end_hooks.append(fn)
@@ -151,7 +156,7 @@ class Reactor:
 
     def _iterate(self) -> None:
         timeout = None
-        if self._submitted:
+        if self._submitted or self._soon:
             timeout = 0
         elif self._timers:
             timeout = max(0.0, self._timers[0][0] - time.monotonic())
@@ -163,6 +168,10 @@ class Reactor:
             self._run_timers()
         if self._submitted:
             self._run_submitted()
+        while self._soon:
+            soon, self._soon = self._soon, []
+            for fn in soon:
+                self._call(fn)
         for hook in self._end_hooks:
             self._call(hook)
 
