@@ -57,3 +57,12 @@ def test_every_live_state_handles_fault_and_close():
         assert (s, Input.CLOSE) in TRANSITIONS
         if s is not ConnState.CLOSED:
             assert (s, Input.FAULT) in TRANSITIONS
+
+
+def test_state_diagram_covers_the_table():
+    from tools.gen_state_diagram import edges, render
+    drawn = {(a, label.split(" / ")[0]) for a, _, label in edges()}
+    for (state, inp) in TRANSITIONS:
+        if inp not in (Input.FAULT, Input.CLOSE, Input.TIMEOUT):
+            assert (state.name, inp.name) in drawn
+    assert render().startswith("digraph ProtocolV2")
