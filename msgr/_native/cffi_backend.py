@@ -15,7 +15,8 @@ import time
 from typing import Any, List, Optional, Sequence
 
 from ._cffi import ffi, lib
-from .pure import check_scan_args, ring_capacity
+from .pure import check_scan_args
+from .pure_ring import ring_capacity
 
 __all__ = [
     "BACKEND",
