@@ -206,7 +206,6 @@ class ConnectionIO:
 
     def _take(self, msgs: list, evs: list, first: int) -> bool:
         """Throttles and delivers ``msgs`` (== evs[first:first+len(msgs)])."""
-        counters = self._worker.counters
         th = self._throttles
         if th is not None:
             total = 0
@@ -216,12 +215,7 @@ class ConnectionIO:
                 return self._take_each(msgs, evs, first)
             for m in msgs:
                 m._throttle = th
-        counters.messages_received += len(msgs)
-        if self._delay is not None:
-            for m in msgs:
-                self._delay.push(m)
-        else:
-            self.msgr._deliver_batch(self, msgs)
+        self._hand_over(msgs)
         return True
 
     def _take_each(self, msgs: list, evs: list, first: int) -> bool:
@@ -229,22 +223,25 @@ class ConnectionIO:
         th = self._throttles
         for k, m in enumerate(msgs):
             if not th.try_get_batch(m.size, 1, self._throttle_released):
-                self._worker.counters.messages_received += k
                 self._worker.counters.throttle_waits += 1
-                if k:
-                    self.msgr._deliver_batch(self, msgs[:k]) if self._delay is None else \
-                        [self._delay.push(x) for x in msgs[:k]]
+                self._hand_over(msgs[:k])
                 self._backlog = evs[first + k:]
                 self._set_mask(self._mask & ~EVENT_READ)
                 return False
             m._throttle = th
+        self._hand_over(msgs)
+        return True
+
+    def _hand_over(self, msgs: list) -> None:
+        """Counts throttled messages and passes them on (delay injection or delivery)."""
+        if not msgs:
+            return
         self._worker.counters.messages_received += len(msgs)
         if self._delay is not None:
             for m in msgs:
                 self._delay.push(m)
         else:
             self.msgr._deliver_batch(self, msgs)
-        return True
 
     def _deliver_now(self, msg: Message) -> None:
         self.msgr._deliver_batch(self, [msg])
