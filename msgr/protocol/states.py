@@ -15,6 +15,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple
 
+from .frames import Tag
+
 __all__ = ["ConnState", "Input", "Transition", "TRANSITIONS", "TERMINAL",
            "CONNECTING_STATES", "ACCEPTING_STATES", "transition"]
 
@@ -43,38 +45,20 @@ class ConnState(Enum):
     CLOSED = 18
 
 
-class Input(Enum):
-    """What can happen to a machine: a peer frame (by tag name) or a local event."""
+_LOCAL_INPUTS = {
+    "CONNECT": "connect",        # local: start as the connecting side
+    "ACCEPT": "accept",          # local: start as the accepting side
+    "BANNER": "banner",          # the peer's banner arrived
+    "DECIDED": "decided",        # local: the owner answered a SessionRequest
+    "FAULT": "fault",            # local: a protocol or transport error
+    "CLOSE": "close",            # local: mark_down / shutdown
+    "TIMEOUT": "timeout",        # local: ready or idle timeout expired
+}
 
-    CONNECT = "connect"          # local: start as the connecting side
-    ACCEPT = "accept"            # local: start as the accepting side
-    BANNER = "banner"            # the peer's banner arrived
-    HELLO = 1
-    AUTH_REQUEST = 2
-    AUTH_BAD_METHOD = 3
-    AUTH_REPLY_MORE = 4
-    AUTH_REQUEST_MORE = 5
-    AUTH_DONE = 6
-    AUTH_SIGNATURE = 7
-    CLIENT_IDENT = 8
-    SERVER_IDENT = 9
-    IDENT_MISSING_FEATURES = 10
-    SESSION_RECONNECT = 11
-    SESSION_RESET = 12
-    SESSION_RETRY = 13
-    SESSION_RETRY_GLOBAL = 14
-    SESSION_RECONNECT_OK = 15
-    WAIT = 16
-    MESSAGE = 17
-    KEEPALIVE2 = 18
-    KEEPALIVE2_ACK = 19
-    ACK = 20
-    COMPRESSION_REQUEST = 21
-    COMPRESSION_DONE = 22
-    DECIDED = "decided"          # local: the owner answered a SessionRequest
-    FAULT = "fault"              # local: a protocol or transport error
-    CLOSE = "close"              # local: mark_down / shutdown
-    TIMEOUT = "timeout"          # local: ready or idle timeout expired
+#: What can happen to a machine: a peer frame (one member per frame tag, same
+#: name and value as :class:`~msgr.protocol.frames.Tag`) or a local event.
+Input = Enum("Input", {**_LOCAL_INPUTS, **{t.name: t.value for t in Tag}},
+             module=__name__, qualname="Input")
 
 
 class Transition(NamedTuple):
