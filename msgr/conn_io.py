@@ -9,7 +9,9 @@ lists to ``sendmsg`` until the kernel pushes back, then wait for EVENT_WRITE.
 from __future__ import annotations
 
 import time
+from time import monotonic as _monotonic
 
+from . import counters as _counters
 from .errors import TransportError
 from .message import Message
 from .protocol.events import (AddrLearned, Established, Faulted, KeepaliveAck,
@@ -30,12 +32,18 @@ class ConnectionIO:
         with self._lock:
             msgs, self._pending = self._pending, []
             self._flush_scheduled = False
+            t0 = self._pending_t0
         if self._dead:
             self.msgr._count_dropped(len(msgs))
             return
         push = self._session.out.push
-        for m in msgs:
-            push(m)
+        if t0:
+            for m in msgs:
+                m._queued_at = t0
+                push(m)
+        else:
+            for m in msgs:
+                push(m)
         m = self._machine
         if m is not None:
             if m.is_ready:
@@ -301,8 +309,11 @@ class ConnectionIO:
             while True:
                 if not out:
                     seq0 = self._session.out_seq
-                    out.extend(m.data_to_send(self._reactor.time,
-                                              self.msgr.config.ms_send_batch_bytes))
+                    if _counters.HISTOGRAMS_ENABLED and self._session.out:
+                        now, hist = _monotonic(), counters.send_queue_latency   # one read per batch
+                    else:
+                        now, hist = self._reactor.time, None
+                    out.extend(m.data_to_send(now, self.msgr.config.ms_send_batch_bytes, hist))
                     counters.messages_sent += max(0, self._session.out_seq - seq0)
                     if not out:
                         break

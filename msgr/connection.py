@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import threading
 from threading import get_ident as _get_ident
+from time import monotonic as _monotonic
 
+from . import counters as _counters
 from .conn_io import ConnectionIO
 from .entity import EntityAddr, EntityType
 from .failover import Failover
@@ -52,6 +54,8 @@ class Connection(ConnectionIO, Failover):
         self._lock = threading.Lock()
         self._pending: list = []
         self._flush_scheduled = False
+        self._pending_t0 = 0.0          # when the pending batch began (0: histograms off)
+        self._direct_t0 = 0.0           # the same for this iteration's reactor-thread sends
         self._closed = False
         self._connected = False
         # reactor-owned from here on
@@ -90,10 +94,12 @@ class Connection(ConnectionIO, Failover):
             if self._closed or self._dead:
                 self.msgr._count_dropped(1)
                 return
-            self._session.out.push(msg)
             if not self._write_soon:
                 self._write_soon = True
+                self._direct_t0 = _monotonic() if _counters.HISTOGRAMS_ENABLED else 0.0
                 self._reactor.call_soon(self._flush_direct)
+            msg._queued_at = self._direct_t0
+            self._session.out.push(msg)
             return
         with self._lock:
             if self._closed:
@@ -104,6 +110,7 @@ class Connection(ConnectionIO, Failover):
                 if self._flush_scheduled:
                     return
                 self._flush_scheduled = True
+                self._pending_t0 = _monotonic() if _counters.HISTOGRAMS_ENABLED else 0.0
         if dropped:
             self.msgr._count_dropped(1)
             return

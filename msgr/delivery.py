@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from . import counters as _counters
 from .dispatch.pool import DispatchPool
 from .dispatch.throttle import Throttle, ThrottleSet
 from .dispatcher import Dispatcher
@@ -95,6 +96,8 @@ class DeliveryMixin:
             msgs = self._fast_dispatch(msgs)
         p = conn._producer
         if p is None:
+            if _counters.HISTOGRAMS_ENABLED and msgs:
+                _observe_batch(conn, msgs)
             for m in msgs:
                 self._dispatch_one(m)
             _release_all(msgs)
@@ -118,6 +121,8 @@ class DeliveryMixin:
                     break
             else:
                 rest.append(m)
+        if done and _counters.HISTOGRAMS_ENABLED:
+            _observe_batch(done[0].connection, done)
         _release_all(done)
         return rest
 
@@ -227,3 +232,16 @@ def _release_all(msgs) -> None:
 
 def _noop() -> None:
     pass
+
+
+def _observe_batch(conn, msgs: list) -> None:
+    """Dispatch latency of messages dispatched on the reactor (inline or fast): one
+    observation per run of equal ``recv_stamp`` (loop time, no clock read)."""
+    now, observe_n = conn._reactor.time, conn._worker.counters.dispatch_latency.observe_n
+    stamp, run = msgs[0].recv_stamp, 0
+    for m in msgs:
+        if m.recv_stamp != stamp:
+            observe_n(now - stamp, run)
+            stamp, run = m.recv_stamp, 0
+        run += 1
+    observe_n(now - stamp, run)

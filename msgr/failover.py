@@ -27,6 +27,7 @@ import logging
 
 from .arbiter import Existing, Outcome, decide_ident, decide_reconnect
 from .errors import ConnectionRefused, RemoteProtocolError
+from .log import conn_debug
 from .protocol.events import Decision, Faulted, SessionRequest
 from .protocol.states import ConnState
 from .reactor.loop import EVENT_READ
@@ -57,7 +58,7 @@ class Failover:
 
     def _on_fault(self, ev: Faulted) -> None:
         self._count_fault(ev.error)
-        log.debug("%r fault: %s", self, ev.error)
+        conn_debug(log, self, "fault: %s", ev.error)
         self._drop_transport()
         if self._delay is not None:
             self._delay.flush()
@@ -133,7 +134,7 @@ class Failover:
         """Closes on the reactor thread; ``reset`` delivers ``ms_handle_reset``."""
         if self._dead:
             return
-        log.debug("%r closing (reset=%s)", self, reset)
+        conn_debug(log, self, "closing (reset=%s)", reset)
         self._dead = True
         with self._lock:
             self._closed = True
@@ -224,7 +225,7 @@ class Failover:
         else:
             out = decide_ident(ex, ident.client_cookie, ident.global_seq,
                                req.peer_addrs[0], my)
-        log.debug("%r arbitration for %r: %s", self, temp, out)
+        conn_debug(log, self, "arbitration for %r: %s", temp, out)
         self.msgr._inject_internal_delay()
         if out.kind == "reuse":
             self._adopt(temp, req, out)

@@ -334,11 +334,16 @@ class Messenger(DeliveryMixin):
     # ------------------------------------------------------------ introspection
     def perf_dump(self) -> dict:
         """Counters as plain numbers (Ceph's ``perf dump`` analogue)."""
-        workers = getattr(self, "_workers", [])
-        out = Counters.total([w.counters for w in workers])
+        from . import metrics
+        owners = [c for _, c in metrics.owners(self)]      # reactors, then dispatch threads
+        out = Counters.total(owners)
         out["messages_dropped"] += self._dropped
         out["connections"] = len(self._all_conns)
         out["dispatch_queue_length"] = self.get_dispatch_queue_len()
+        out["dispatch_throttle_bytes"] = self._dispatch_throttle.current
+        out["connections_by_state"] = metrics.connection_states(self)
+        for name, snap in Counters.histograms(owners).items():
+            out[name] = snap.as_dict()     # avgcount, sum, avgtime, buckets (cumulative)
         return out
 
     def __repr__(self) -> str:

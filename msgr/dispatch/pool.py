@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from time import monotonic as _monotonic
 
+from .. import counters as _counters
+from ..counters import Counters
 from ..message import Message
 from .ring import RingProducer, RingSet
 
@@ -39,6 +42,7 @@ class DispatchPool:
                                           daemon=True) for i, rs in enumerate(self.ringsets)]
         self._lock = threading.Lock()
         self.done = [0] * nthreads
+        self.counters = [Counters() for _ in range(nthreads)]   # one per thread, owner-written
 
     def producers(self, reactor_index: int) -> list[RingProducer]:
         """The producer ends reactor ``reactor_index`` writes, one per dispatch thread."""
@@ -72,7 +76,10 @@ class DispatchPool:
         heads = [0] * rs.nrings
         mask = rs.mask
         on_message, release_all = self._on_message, self._release_all
+        observe_n = self.counters[index].dispatch_latency.observe_n
         while (tails := rs.wait(heads, None)) is not None:
+            now = _monotonic() if _counters.HISTOGRAMS_ENABLED else 0.0   # one clock read per batch
+            stamp, run = 0.0, 0     # a run of messages with one recv_stamp: one observation
             batch = []
             for i in range(rs.nrings):
                 ring = rs.slots[i]
@@ -81,12 +88,20 @@ class DispatchPool:
                     ring[s & mask] = None
                     try:
                         if type(item) is Message:
+                            if now:
+                                if item.recv_stamp != stamp:
+                                    if run:
+                                        observe_n(now - stamp, run)
+                                    stamp, run = item.recv_stamp, 0
+                                run += 1
                             on_message(item)
                             batch.append(item)
                         else:
                             item[0](item[1])
                     except Exception:
                         log.exception("dispatch of %r failed", item)
+            if run:
+                observe_n(now - stamp, run)
             release_all(batch)
             self.done[index] += sum(tails) - sum(heads)
             heads = tails

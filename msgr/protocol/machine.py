@@ -25,6 +25,7 @@ Any protocol error faults the machine: it lands in CLOSED (or WAIT) and emits
 """
 from __future__ import annotations
 
+import logging
 from array import array
 from collections import deque
 
@@ -38,12 +39,14 @@ from .rx import MAX_RECORDS, RX_INITIAL, ZERO_COPY_MIN, RxMixin
 from .session import Session
 from .states import TERMINAL, TRANSITIONS, ConnState, Input
 from .tx import TxMixin
+from ..log import conn_state
 
 __all__ = ["ProtocolMachine", "MachineParams", "ZERO_COPY_MIN"]
 
 from .params import MachineParams  # noqa: E402  (re-exported)
 
 _READY = ConnState.READY
+_log = logging.getLogger(__name__)
 
 
 class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
@@ -84,6 +87,10 @@ class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
         self._bp_passed = False
         self._ic = params.interceptor
         self._init_handshake()
+
+    def __repr__(self) -> str:
+        peer = self.peer_name or (self.p.target_addr or "?")
+        return f"machine({id(self):#x} peer {peer} state {self.state.name})"
 
     # ----------------------------------------------------------------- driving
     def start(self, now: float) -> None:
@@ -139,6 +146,8 @@ class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
         nxt = t.next if res is None else res
         if nxt is not t.next and nxt not in t.alt:
             raise LocalProtocolError(f"{t.action} chose {nxt.name}, not allowed by the table")
+        if nxt is not self.state and _log.isEnabledFor(logging.DEBUG):
+            conn_state(_log, self.owner or self, self.state.name, nxt.name, t.action)
         self.state = nxt
         if nxt is _READY:
             self.was_ready = True

@@ -41,8 +41,11 @@ class TxMixin:
             bool(self.session.out) or self.session.ack_left > 0
             or self._keepalive_stamp is not None))
 
-    def data_to_send(self, now: float = 0.0, budget: int = 1 << 20) -> list:
+    def data_to_send(self, now: float = 0.0, budget: int = 1 << 20, send_hist=None) -> list:
         """Frames what may be sent now, up to about ``budget`` bytes of messages.
+
+        ``send_hist`` (a :class:`~msgr.counters.Histogram` or None) observes, for each
+        message framed for the first time, ``now - msg._queued_at`` (send-queue latency).
 
         Returns:
             A list of bytes-like buffers, in order (possibly empty; always empty
@@ -59,7 +62,7 @@ class TxMixin:
                 self._keepalive_stamp = None
                 self._send(Tag.KEEPALIVE2, sec.to_bytes(4, "little") + nsec.to_bytes(4, "little"))
             if self.session.out:
-                self._frame_messages(self._out, budget)
+                self._frame_messages(self._out, budget, now, send_hist)
             s = self.session
             if s.ack_left > 0 and not self.halted:
                 s.ack_left = 0
@@ -71,7 +74,7 @@ class TxMixin:
         self._last_active = now or self._last_active
         return out
 
-    def _frame_messages(self, out: list, budget: int) -> None:
+    def _frame_messages(self, out: list, budget: int, now: float = 0.0, hist=None) -> None:
         """Frames queued messages into one buffer, filled by one native call.
 
         Small segments are copied into the batch buffer; a message with a
@@ -87,10 +90,18 @@ class TxMixin:
         buf, desc = bytearray(), array("q")
         seq = s.out_seq
         s.ack_left = 0
+        stamp, run = 0.0, 0
         while len(buf) < budget and not self.halted:
             m = pop()
             if m is None:
                 break
+            if hist is not None and m._queued_at:
+                if m._queued_at != stamp:   # a run of one send batch: one observation
+                    if run:
+                        hist.observe_n(now - stamp, run)
+                    stamp, run = m._queued_at, 0
+                run += 1
+                m._queued_at = 0.0          # a replay after a reconnect is not observed again
             seq += 1
             m.seq = seq
             if not lossy:
@@ -116,6 +127,8 @@ class TxMixin:
                 s.out_seq = seq
                 self._hit(WRITE_BPS[_MESSAGE])
         s.out_seq = seq
+        if run:
+            hist.observe_n(now - stamp, run)
         self._flush_batch(out, buf, desc)
 
     def _flush_batch(self, out: list, buf: bytearray, desc: array):
