@@ -60,6 +60,22 @@ class OutQueue:
         self._len -= 1
         return msg
 
+    def pop_many(self, n: int) -> list:
+        """Removes and returns up to ``n`` messages of the highest priority present."""
+        if not self._len:
+            return []
+        qs = self._queues
+        prio = next(iter(qs)) if len(qs) == 1 else max(qs)
+        q = qs[prio]
+        if len(q) <= n:
+            out = list(q)
+            del qs[prio]
+        else:
+            popleft = q.popleft
+            out = [popleft() for _ in range(n)]
+        self._len -= len(out)
+        return out
+
     def clear(self) -> list:
         """Empties the queue and returns what it held, in send order."""
         out = []

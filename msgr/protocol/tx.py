@@ -8,6 +8,7 @@ framed on its own with that segment referenced, so it is never copied.
 """
 from __future__ import annotations
 
+import struct
 from array import array
 
 from .. import _native
@@ -21,7 +22,12 @@ _READY = ConnState.READY
 _MESSAGE = Tag.MESSAGE.value
 _FRAME_FLAGS = 3   # CEPH_MSG_FOOTER_COMPLETE | CEPH_MSG_FOOTER_NOCRC, as Ceph sends
 COPY_LIMIT = 64 * 1024   # segments up to this size are copied into the batch buffer
-_ZERO32, _ZERO4, _ZERO13, _ZERO17 = bytes(32), bytes(4), bytes(13), bytes(17)
+_ZERO13, _ZERO17 = bytes(13), bytes(17)
+# A frame's lead: 32 zero bytes (the preamble, filled natively), header2, and
+# in rev1 the 4-byte crc slot of segment 0 (also filled natively).
+_LEAD_REV1 = struct.Struct("<32x" + HEADER2.format.lstrip("<") + "4x")
+_LEAD_REV0 = struct.Struct("<32x" + HEADER2.format.lstrip("<"))
+_POP_BATCH = 64
 
 
 class TxMixin:
@@ -82,54 +88,78 @@ class TxMixin:
         segments referenced (zero copy).
         """
         s = self.session
-        pop = s.out.pop
         rev1, lossy, sent, in_seq = self.rev1, s.lossy, s.sent, s.in_seq
         pack, ic = HEADER2.pack, self._ic
-        crc_ph = _ZERO4 if rev1 else b""
+        lead = (_LEAD_REV1 if rev1 else _LEAD_REV0).pack     # preamble placeholder + header2
         epi = _ZERO13 if rev1 else _ZERO17
         buf, desc = bytearray(), array("q")
+        extend = desc.extend
         seq = s.out_seq
         s.ack_left = 0
         stamp, run = 0.0, 0
         while len(buf) < budget and not self.halted:
-            m = pop()
-            if m is None:
+            batch = s.out.pop_many(_POP_BATCH)
+            if not batch:
                 break
-            if hist is not None and m._queued_at:
-                if m._queued_at != stamp:   # a run of one send batch: one observation
-                    if run:
-                        hist.observe_n(now - stamp, run)
-                    stamp, run = m._queued_at, 0
-                run += 1
-                m._queued_at = 0.0          # a replay after a reconnect is not observed again
-            seq += 1
-            m.seq = seq
-            if not lossy:
-                sent.append(m)
-            f, mid, d = m.front, m.middle, m.data
-            hdr = pack(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off, in_seq,
-                       _FRAME_FLAGS, m.compat_version, 0)
-            if len(d) > COPY_LIMIT or len(f) > COPY_LIMIT or len(mid) > COPY_LIMIT:
-                buf, desc = self._flush_batch(out, buf, desc)
-                out.extend(message_frame(hdr, f, mid, d, rev1, COPY_LIMIT))
-            else:
-                off = len(buf)
-                buf += _ZERO32
-                buf += hdr
-                buf += crc_ph
-                buf += f
-                buf += mid
-                buf += d
-                if f or mid or d or not rev1:
-                    buf += epi
-                desc.extend((off, _MESSAGE, HEADER2_SIZE, len(f), len(mid), len(d)))
-            if ic is not None:
-                s.out_seq = seq
-                self._hit(WRITE_BPS[_MESSAGE])
+            for i, m in enumerate(batch):
+                if hist is not None and m._queued_at:
+                    if m._queued_at != stamp:   # a run of one send batch: one observation
+                        if run:
+                            hist.observe_n(now - stamp, run)
+                        stamp, run = m._queued_at, 0
+                    run += 1
+                    m._queued_at = 0.0          # a replay after a reconnect is not observed again
+                seq += 1
+                m.seq = seq
+                if not lossy:
+                    sent.append(m)
+                f, mid, d = m.front, m.middle, m.data
+                lf, lm, ld = len(f), len(mid), len(d)
+                if ld > COPY_LIMIT or lf > COPY_LIMIT or lm > COPY_LIMIT:
+                    buf, desc = self._flush_batch(out, buf, desc)
+                    extend = desc.extend
+                    hdr = pack(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off, in_seq,
+                               _FRAME_FLAGS, m.compat_version, 0)
+                    out.extend(message_frame(hdr, f, mid, d, rev1, COPY_LIMIT))
+                else:
+                    extend((len(buf), _MESSAGE, HEADER2_SIZE, lf, lm, ld))
+                    buf += lead(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off, in_seq,
+                                _FRAME_FLAGS, m.compat_version, 0)
+                    if lf:
+                        buf += f
+                    if lm:
+                        buf += mid
+                    if ld:
+                        buf += d
+                    if lf or lm or ld or not rev1:
+                        buf += epi
+                if ic is not None and not self._hit_after(seq, batch, i):
+                    break
+            if len(buf) >= budget or self.halted:
+                break
         s.out_seq = seq
         if run:
             hist.observe_n(now - stamp, run)
         self._flush_batch(out, buf, desc)
+
+    def _hit_after(self, seq: int, batch: list, i: int) -> bool:
+        """Interceptor breakpoint after framing ``batch[i]``; False when halted.
+
+        Messages of ``batch`` not framed yet go back to the front of their
+        queue if the breakpoint halts or faults the machine.
+        """
+        s = self.session
+        s.out_seq = seq
+        rest = batch[i + 1:]
+        try:
+            self._hit(WRITE_BPS[_MESSAGE])
+        except BaseException:
+            if rest:
+                s.out.push_front(rest, rest[0].priority)
+            raise
+        if self.halted and rest:
+            s.out.push_front(rest, rest[0].priority)
+        return not self.halted
 
     def _flush_batch(self, out: list, buf: bytearray, desc: array):
         if desc:
