@@ -13,7 +13,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["msgr", "msgr.*"]) + ["msgr_tools"],
+    packages=find_packages(include=["msgr", "msgr.*"]) + ["msgr_tools", "msgr_tools.peers"],
     package_dir={"msgr_tools": "tools"},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["cffi_build/build_native.py:ffibuilder"],

@@ -13,6 +13,7 @@ from time import monotonic as _monotonic
 
 from . import counters as _counters
 from .errors import TransportError
+from .failover import guarded
 from .message import Message
 from .protocol.events import (AddrLearned, Established, Faulted, KeepaliveAck,
                               RemoteReset, SessionRequest)
@@ -28,6 +29,7 @@ class ConnectionIO:
     """See the module docstring."""
 
     # ---------------------------------------------------------------- user work
+    @guarded
     def _flush_pending(self) -> None:
         with self._lock:
             msgs, self._pending = self._pending, []
@@ -51,6 +53,7 @@ class ConnectionIO:
         elif self._standby:
             self._wake_from_standby()
 
+    @guarded
     def _flush_direct(self) -> None:
         """End of a loop iteration: write what reactor-thread sends queued."""
         self._write_soon = False
@@ -63,6 +66,7 @@ class ConnectionIO:
         elif self._standby:
             self._wake_from_standby()
 
+    @guarded
     def _do_keepalive(self) -> None:
         if self._dead:
             return
@@ -76,6 +80,7 @@ class ConnectionIO:
         m.send_keepalive((int(now), int((now % 1) * 1e9)))
         self._write()
 
+    @guarded
     def _make_lossy(self) -> None:
         self.policy = self.policy.as_lossy()
         self._session.lossy = True
@@ -84,6 +89,7 @@ class ConnectionIO:
             self._machine.policy = self._machine.policy.as_lossy()
 
     # ---------------------------------------------------------------- connect / accept
+    @guarded
     def _start_connect(self) -> None:
         self._timer = None
         if self._dead:
@@ -117,6 +123,7 @@ class ConnectionIO:
         self._set_mask(EVENT_READ)
         self._write()
 
+    @guarded
     def _start_accept(self, transport) -> None:
         self._transport = transport
         ic = self.msgr.interceptor
@@ -144,6 +151,7 @@ class ConnectionIO:
             self._reactor.modify(fd, mask, self._on_io)
         self._mask = mask
 
+    @guarded
     def _resume_halt(self) -> None:
         """An interceptor BLOCK was lifted: go on reading and writing."""
         m = self._machine
@@ -154,6 +162,7 @@ class ConnectionIO:
             self._write()
 
     # ---------------------------------------------------------------- reading
+    @guarded
     def _on_io(self, mask: int) -> None:
         if self._machine is None:
             self._on_connected()
@@ -257,6 +266,7 @@ class ConnectionIO:
     def _throttle_released(self) -> None:
         self._reactor.submit(self._resume_read)
 
+    @guarded
     def _resume_read(self) -> None:
         if self._dead or self._machine is None or not self._backlog:
             return
@@ -337,6 +347,7 @@ class ConnectionIO:
             self._timer.cancel()
         self._timer = self._reactor.call_at(deadline, self._on_timer)
 
+    @guarded
     def _on_timer(self) -> None:
         self._timer = None
         m = self._machine

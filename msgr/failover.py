@@ -23,6 +23,7 @@ socket and machine at any time.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 from .arbiter import Existing, Outcome, decide_ident, decide_reconnect
@@ -32,13 +33,39 @@ from .protocol.events import Decision, Faulted, SessionRequest
 from .protocol.states import ConnState
 from .reactor.loop import EVENT_READ
 
-__all__ = ["Failover"]
+__all__ = ["Failover", "guarded"]
 log = logging.getLogger(__name__)
 _BAD_FRAME_REASONS = {"bad_crc", "bad_frame", "bad_tag", "decode", "too_large", "bad_banner"}
 
 
+def guarded(fn):
+    """Wraps a connection's reactor entry point: a bug must not wedge the connection.
+
+    An unexpected exception is logged with its traceback, counted as a fault,
+    and the connection is closed (``ms_handle_reset`` if it had been
+    announced), instead of being left half-updated with its fd still polled.
+    """
+    @functools.wraps(fn)
+    def wrapper(self, *args):
+        try:
+            return fn(self, *args)
+        except Exception as e:
+            log.exception("%r: internal error in %s", self, fn.__name__)
+            self._internal_error(e)
+    return wrapper
+
+
 class Failover:
     """See the module docstring."""
+
+    def _internal_error(self, error: Exception) -> None:
+        self._count_fault(error)
+        try:
+            self._drop_transport()
+        except Exception:
+            self._transport = None
+        self._machine = None
+        self._close_now(reset=self._announced)
 
     # ---------------------------------------------------------------- faults
     def _drop_transport(self) -> None:
@@ -114,6 +141,7 @@ class Failover:
             self._timer.cancel()
             self._timer = None
 
+    @guarded
     def _wake_from_standby(self) -> None:
         """STANDBY + something to send: redial (never on a server policy)."""
         if not self._standby or not self._can_dial or self.policy.server:
@@ -192,6 +220,7 @@ class Failover:
         self._write()
         return True
 
+    @guarded
     def _decided(self, decision: Decision) -> None:
         """Back on the temp's reactor: apply the existing connection's answer."""
         self._handed_off = False
@@ -215,6 +244,7 @@ class Failover:
             server_cookie=s.server_cookie, connect_seq=s.connect_seq,
             peer_global_seq=s.peer_global_seq, peer_addr=self.peer_addr)
 
+    @guarded
     def _arbitrate(self, temp, req: SessionRequest) -> None:
         """On this (existing) connection's reactor: Ceph's rules, then act on them."""
         my = self.msgr._my_addrs()[0]

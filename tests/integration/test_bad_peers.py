@@ -155,3 +155,25 @@ def test_corrupt_message_after_ready_resets_lossy_server_conn_once(messengers):
     rc.sock.close()
     assert wait_for(lambda: rec.count("reset") == 1)
     assert s.perf_dump()["bad_frames"] == 1 and len(rec.msgs) == 1
+
+
+def test_internal_error_closes_the_connection_instead_of_wedging_it(messengers, monkeypatch):
+    import time
+
+    import msgr.conn_io as conn_io
+    real = conn_io.ProtocolMachine
+
+    def broken(params, connecting, session=None):
+        if connecting:
+            raise RuntimeError("a bug in the machine")
+        return real(params, connecting, session)
+
+    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=Recorder())
+    c = messengers(policy=Policy.lossy_client(), dispatcher=Recorder())
+    monkeypatch.setattr(conn_io, "ProtocolMachine", broken)
+    cpu = time.process_time()
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    assert wait_for(lambda: conn.is_closed, 5)
+    assert c.perf_dump()["connection_faults"] == 1
+    time.sleep(0.3)
+    assert time.process_time() - cpu < 1.0           # no callback spinning on a dead socket
