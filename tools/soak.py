@@ -205,14 +205,17 @@ class Tracker:
     def _excuse(self, wheres, t: float, server: int, what: str, stream, seq: int, incs):
         """Why a message sent at ``t`` may be missing, or None (it is lost).
 
-        A close (mark_down, reset) discards a connection's whole queue, so it excuses
-        nothing older than an arrived message of the same stream; a remote reset may
-        spare messages not yet queued, so it does.
+        A reset discards a connection's whole queue, so it excuses nothing older
+        than an arrived message of the same stream; a remote reset may spare
+        messages not yet queued, so it does; so does the user's own mark_down,
+        which also discards what waited for dispatch (Ceph's ``discard_queue``)
+        while the peer may replay later messages of the stream on a new
+        connection (lossless_peer keeps the session without resetcheck).
         """
         later_arrived = self.last.get((what, stream), 0) > seq
         for where in wheres:
             for kind, when in self.events.get(where, {}).items():
-                if when >= t and (kind == "remote_reset" or not later_arrived):
+                if when >= t and (kind in ("remote_reset", "mark_down") or not later_arrived):
                     return kind
         for inc in incs:
             end = self.ended.get((server, inc))
