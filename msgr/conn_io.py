@@ -46,20 +46,18 @@ class ConnectionIO:
         else:
             for m in msgs:
                 push(m)
-        m = self._machine
-        if m is not None:
-            if m.is_ready:
-                self._write()
-        elif self._standby:
-            self._wake_from_standby()
+        self._kick()
 
     @guarded
     def _flush_direct(self) -> None:
         """End of a loop iteration: write what reactor-thread sends queued."""
         self._write_soon = False
+        if not self._dead:
+            self._kick()
+
+    def _kick(self) -> None:
+        """Something was queued: write it if READY, or leave standby to send it."""
         m = self._machine
-        if self._dead:
-            return
         if m is not None:
             if m.is_ready:
                 self._write()
