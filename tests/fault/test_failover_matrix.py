@@ -16,7 +16,7 @@ import pytest
 from msgr import EntityType, Message, Policy
 from msgr.protocol.frames import Tag
 from msgr.testing.interceptor import (BANNER_READ, BANNER_WRITE, SOCKET_ACCEPTED,
-                                      SOCKET_CONNECTING, Interceptor, tag_bp)
+                                      SOCKET_CONNECTING, Action, Interceptor, tag_bp)
 from tests.conftest import Recorder, wait_for
 
 FAST = dict(ms_initial_backoff=0.005, ms_max_backoff=0.05)
@@ -45,17 +45,25 @@ def server_announced_before(side, bp) -> bool:
                           ("server", tag_bp(Tag.SERVER_IDENT, W)))
 
 
+TIMEOUTS = dict(ms_connection_ready_timeout=0.3, ms_connection_idle_timeout=0.5)
+
+
+@pytest.mark.parametrize("action", [Action.FAULT, Action.STALL])
 @pytest.mark.parametrize("policy", list(POLICIES))
 @pytest.mark.parametrize("side,bp", CASES, ids=[f"{s}-{b}" for s, b in CASES])
-def test_fault_matrix(messengers, policy, side, bp):
+def test_fault_matrix(messengers, policy, side, bp, action):
+    """FAULT breaks the socket at ``bp``; STALL halts the connection there until the
+    ready (handshake) or idle (after READY) timeout faults it: same outcomes."""
     spol, cpol, bind = POLICIES[policy]
     lossy = cpol.lossy
+    extra = TIMEOUTS if action is Action.STALL else {}
     sd, cd = Recorder(reply=True), Recorder()
-    s = messengers("osd.0", policy=spol, bind=True, dispatcher=sd, **FAST)
-    c = messengers("osd.1" if bind else "client.-1", policy=cpol, bind=bind, dispatcher=cd, **FAST)
+    s = messengers("osd.0", policy=spol, bind=True, dispatcher=sd, **FAST, **extra)
+    c = messengers("osd.1" if bind else "client.-1", policy=cpol, bind=bind, dispatcher=cd,
+                   **FAST, **extra)
     ic = Interceptor()
     (c if side == "client" else s).interceptor = ic
-    ic.make_fault(bp)
+    ic.make(bp, action)
     conn = c.connect_to(EntityType.OSD, s.bound)
     conn.send_message(Message(1, tid=1))
     post_ready = bp.tag == Tag.MESSAGE
@@ -87,22 +95,27 @@ def test_fault_matrix(messengers, policy, side, bp):
 
 
 @pytest.mark.parametrize("policy", list(POLICIES))
-@pytest.mark.parametrize("side,bp", [("client", tag_bp(Tag.CLIENT_IDENT, W)),
-                                     ("server", tag_bp(Tag.AUTH_SIGNATURE, R)),
-                                     ("client", tag_bp(Tag.HELLO, R))])
-def test_stall_is_ended_by_the_ready_timeout(messengers, policy, side, bp):
+@pytest.mark.parametrize("side,bp", [c for c in CASES if c[1].custom not in
+                                     ("socket_connecting", "socket_accepted")],
+                         ids=[f"{s}-{b}" for s, b in CASES if b.custom not in
+                              ("socket_connecting", "socket_accepted")])
+def test_block_then_unblock_is_transparent(messengers, policy, side, bp):
+    """BLOCK holds the connection at ``bp`` until the test releases it: nothing is lost,
+    nothing reset, and the session is set up exactly once."""
     spol, cpol, bind = POLICIES[policy]
     sd, cd = Recorder(reply=True), Recorder()
-    s = messengers("osd.0", policy=spol, bind=True, dispatcher=sd,
-                   ms_connection_ready_timeout=0.3, **FAST)
-    c = messengers("osd.1" if bind else "client.-1", policy=cpol, bind=bind, dispatcher=cd,
-                   ms_connection_ready_timeout=0.3, **FAST)
+    s = messengers("osd.0", policy=spol, bind=True, dispatcher=sd, **FAST)
+    c = messengers("osd.1" if bind else "client.-1", policy=cpol, bind=bind, dispatcher=cd, **FAST)
     ic = Interceptor()
     (c if side == "client" else s).interceptor = ic
-    ic.make_stall(bp)
+    ic.make_block(bp)
     conn = c.connect_to(EntityType.OSD, s.bound)
     conn.send_message(Message(1, tid=1))
+    assert ic.wait_blocked(bp) is not None
+    ic.unblock()
     assert cd.get().tid == 1
-    assert [m.tid for m in sd.msgs] == [1]
-    timeouts = c.perf_dump()["ready_timeouts"] + s.perf_dump()["ready_timeouts"]
-    assert timeouts >= 1 and cd.count("connect") == 1 and cd.count("reset") == 0
+    conn.send_message(Message(1, tid=2))
+    assert cd.get().tid == 2
+    assert [m.tid for m in sd.msgs] == [1, 2]
+    assert cd.count("connect") == 1 and sd.count("accept") == 1
+    assert cd.count("reset") + sd.count("reset") + cd.count("remote_reset") == 0
