@@ -148,7 +148,8 @@ class Tracker:
                   f"events there {dict(self.events.get(where, {}))}", file=sys.stderr)
 
     # ------------------------------------------------------------ verdicts
-    def _excuse(self, wheres, t: float, server: int, what: str, stream, seq: int, incs):
+    def _excuse(self, wheres, t: float, server: int, what: str, stream, seq: int, incs,
+                req_t: float | None = None):
         """Why a message sent at ``t`` may be missing, or None (it is lost).
 
         A reset discards a connection's whole queue, so it excuses nothing older
@@ -157,11 +158,16 @@ class Tracker:
         which also discards what waited for dispatch (Ceph's ``discard_queue``)
         while the peer may replay later messages of the stream on a new
         connection (lossless_peer keeps the session without resetcheck).
+        The user's mark_down of the client connection also excuses the echo of any
+        request sent on it before the mark_down (``req_t``), even one echoed after:
+        the connection it would come back on is gone.
         """
         later_arrived = self.last.get((what, stream), 0) > seq
         for where in wheres:
             for kind, when in self.events.get(where, {}).items():
-                if when >= t and (kind in ("remote_reset", "mark_down") or not later_arrived):
+                since = req_t if (req_t is not None and kind == "mark_down"
+                                  and where == stream) else t
+                if when >= since and (kind in ("remote_reset", "mark_down") or not later_arrived):
                     return kind
         for inc in incs:
             end = self.ended.get((server, inc))
@@ -182,8 +188,15 @@ class Tracker:
                     out["lost_requests" if why is None else "dropped_" + why] += 1
                 elif rec.echo_t is not None and rec.n["echo"] == 0:
                     why = self._excuse((stream, rec.path), rec.echo_t, rec.server, "echo",
-                                       stream, seq, (rec.echo_inc,))
+                                       stream, seq, (rec.echo_inc,), req_t=rec.t)
                     out["lost_echoes" if why is None else "dropped_" + why] += 1
+                    if why is None and os.environ.get("SOAK_DEBUG"):
+                        print(f"soak: lost echo {stream} seq {seq} echo_t {rec.echo_t:.3f} inc "
+                              f"{rec.echo_inc} path {rec.path} last {self.last.get(('echo', stream))}"
+                              f" top {self.top.get(('echo', stream, rec.echo_inc))} ended "
+                              f"{self.ended.get((rec.server, rec.echo_inc))} events "
+                              f"{dict(self.events.get(stream, {}))} / "
+                              f"{dict(self.events.get(rec.path, {}))}", file=sys.stderr)
         return out
 
     def snapshot(self) -> dict:
