@@ -96,16 +96,21 @@ class DeliveryMixin:
             msgs = self._fast_dispatch(msgs)
         p = conn._producer
         if p is None:
-            if _counters.HISTOGRAMS_ENABLED and msgs:
-                _observe_batch(conn, msgs)
-            for m in msgs:
-                self._dispatch_one(m)
+            self._dispatch_inline(conn, msgs)
             _release_all(msgs)
         else:
             conn._worker.counters.enqueued += len(msgs)
             put = p.put
             for m in msgs:
                 put(m)
+
+    def _dispatch_inline(self, conn, msgs: list) -> None:
+        """Dispatches ``msgs`` right here on the reactor (``dispatch_threads=0``)."""
+        if _counters.HISTOGRAMS_ENABLED and msgs:
+            _observe_batch(conn, msgs)
+        dispatch = self._dispatch_one
+        for m in msgs:
+            dispatch(m)
 
     def _fast_dispatch(self, msgs: list) -> list:
         """Runs ``ms_fast_dispatch`` for those a fast dispatcher claims; returns the rest."""
