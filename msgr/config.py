@@ -42,7 +42,6 @@ class Config:
     ms_inject_delay_probability: float = 0.0
     ms_inject_internal_delays: float = 0.0
     ms_inject_seed: int = 0
-    ms_die_on_unhandled_msg: bool = False
     ms_ring_capacity: int = 4096
     auth_name: str = ""
 

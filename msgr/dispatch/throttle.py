@@ -25,7 +25,6 @@ class Throttle:
         self.name = name
         self.maximum = maximum
         self.current = 0
-        self.waits = 0
         self._lock = threading.Lock()
         self._waiters: list = []
 
@@ -41,7 +40,6 @@ class Throttle:
             if self.current + n > self.maximum and (self.current or not single):
                 if waiter is not None:
                     self._waiters.append(waiter)
-                self.waits += 1
                 return False
             self.current += n
             return True

@@ -29,11 +29,6 @@ class AcceptMixin:
         """Answers the pending SessionRequest (owner side)."""
         self._run(Input.DECIDED, decision)
 
-    @property
-    def deciding(self) -> bool:
-        """True while a SessionRequest waits for :meth:`decide`."""
-        return self._request is not None
-
     def _check_addrs(self, addrs: tuple) -> None:
         if not addrs or addrs[0].type == "none":
             raise RemoteProtocolError("session frame without a peer address", "peer_addr")

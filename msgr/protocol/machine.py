@@ -79,7 +79,7 @@ class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
         self._events: deque = deque()
         self._out: list = []
         self._keepalive_stamp = None
-        self._keepalive_acks: list = []
+        self._scan_status = 0
         self._ready_deadline = 0.0
         self._last_active = 0.0
         self.owner = None

@@ -221,7 +221,7 @@ class RxMixin:
         off = start + PREAMBLE_SIZE
         payload = bytes(self._rxmv[off:off + lens[0]])
         self._step(inp, payload)
-        if self._irec >= self._nrec and getattr(self, "_scan_status", 0):
+        if self._irec >= self._nrec and self._scan_status:
             what, reason = _SCAN_ERRORS[self._scan_status]
             raise RemoteProtocolError(f"frame after offset {end}: {what}", reason)
         return None
@@ -267,10 +267,7 @@ class RxMixin:
         s = self.session
         if s.sent and s.sent[0].seq <= ack_seq:
             s.acked(ack_seq)
-        if seq <= s.in_seq:
+        if not s.accept_seq(seq):
             return None
-        s.in_seq = seq
-        if not s.lossy:
-            s.ack_left += 1
         return make_received(type_, front, middle, data, prio, tid, version, compat, seq,
                              data_off, self.peer_name, self.owner, self._last_active)

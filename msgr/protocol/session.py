@@ -10,16 +10,19 @@ Rules (``ProtocolV2::write_message``, ``handle_message``, ``requeue_sent``):
 * sending: ``seq = ++out_seq``; the header piggy-backs ``ack_seq = in_seq``;
   a lossless session keeps the message in ``sent`` until acked;
 * receiving: ``seq <= in_seq`` is an old duplicate and is dropped; otherwise
-  ``in_seq = seq`` and ``ack_seq`` trims ``sent``;
+  ``in_seq = seq`` and ``ack_seq`` trims ``sent`` (``accept_seq``, ``acked``);
+  the sending rule is applied batch-wise in ``tx.py``;
 * on a fault, ``sent`` goes back to the front of the queue at the highest
   priority and ``out_seq`` steps back, so replays carry their original seq.
 """
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
-__all__ = ["OutQueue", "Session", "SessionState"]
+__all__ = ["OutQueue", "Session"]
+
+
+REQUEUE_PRIORITY = 255   # CEPH_MSG_PRIO_HIGHEST: where requeue_sent puts unacked messages
 
 
 class OutQueue:
@@ -41,7 +44,7 @@ class OutQueue:
         q.append(msg)
         self._len += 1
 
-    def push_front(self, msgs, priority: int = 255) -> None:
+    def push_front(self, msgs, priority: int = REQUEUE_PRIORITY) -> None:
         """Puts ``msgs`` (in order) ahead of everything at ``priority``."""
         q = self._queues.setdefault(priority, deque())
         q.extendleft(reversed(list(msgs)))
@@ -76,27 +79,29 @@ class OutQueue:
         self._len -= len(out)
         return out
 
+    def drop_requeued_up_to(self, seq: int) -> int | None:
+        """Drops requeued messages (front of the HIGHEST queue) with ``0 < m.seq <= seq``.
+
+        Returns how many were dropped, or None when nothing is requeued at all.
+        """
+        rq = self._queues.get(REQUEUE_PRIORITY)
+        if rq is None:
+            return None
+        n = 0
+        while rq and 0 < rq[0].seq <= seq:
+            rq.popleft()
+            n += 1
+        if not rq:
+            del self._queues[REQUEUE_PRIORITY]
+        self._len -= n
+        return n
+
     def clear(self) -> list:
         """Empties the queue and returns what it held, in send order."""
         out = []
         while self._len:
             out.append(self.pop())
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class SessionState:
-    """What a finished handshake hands to the session (a value, never mutated)."""
-
-    peer_type: int
-    peer_gid: int
-    peer_addrs: tuple
-    features: int
-    lossy: bool
-    client_cookie: int
-    server_cookie: int
-    peer_global_seq: int
-    connect_seq: int
 
 
 class Session:
@@ -120,15 +125,6 @@ class Session:
         self.peer_global_seq = 0
         self.peer_gid = -1
         self.features = 0
-
-    def assign_seq(self, msg) -> int:
-        """Gives ``msg`` the next seq; keeps it for replay on a lossless session."""
-        self.out_seq += 1
-        msg.seq = self.out_seq
-        if not self.lossy:
-            self.sent.append(msg)
-        self.ack_left = 0
-        return self.out_seq
 
     def accept_seq(self, seq: int) -> bool:
         """Records a received seq; False means an old duplicate to drop."""
@@ -159,19 +155,8 @@ class Session:
         becomes ``seq`` (everything we sent was acked); otherwise requeued
         messages with ``0 < m.seq <= seq`` are dropped, each advancing ``out_seq``.
         """
-        qs = self.out._queues
-        rq = qs.get(255)
-        if rq is None:
-            self.out_seq = seq
-            return
-        count = self.out_seq
-        while rq and 0 < rq[0].seq <= seq:
-            rq.popleft()
-            self.out._len -= 1
-            count += 1
-        if not rq:
-            del qs[255]
-        self.out_seq = count
+        dropped = self.out.drop_requeued_up_to(seq)
+        self.out_seq = seq if dropped is None else self.out_seq + dropped
 
     def reset(self) -> list:
         """Forgets the session (``reset_session``); returns the dropped messages."""

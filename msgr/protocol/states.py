@@ -8,7 +8,7 @@ error: the machine faults and ends in CLOSED. State names are Ceph's
 (``src/msg/async/ProtocolV2.h``), so the C++ maps one to one.
 
 One machine lives for one transport (socket); a lossless session outlives it
-in a ``SessionState`` carried by the connection (see ``session.py``).
+in a ``Session`` carried by the connection (see ``session.py``).
 """
 from __future__ import annotations
 
