@@ -74,8 +74,7 @@ class ConnectionIO:
             if self._standby:
                 self._wake_from_standby()
             return
-        now = time.time()
-        m.send_keepalive((int(now), int((now % 1) * 1e9)))
+        m.send_keepalive(_wall_stamp())
         self._write()
 
     @guarded
@@ -116,8 +115,7 @@ class ConnectionIO:
         self._machine.start(self._reactor.time)
         if self._keepalive_wanted:
             self._keepalive_wanted = False
-            now = time.time()
-            self._machine.send_keepalive((int(now), int((now % 1) * 1e9)))
+            self._machine.send_keepalive(_wall_stamp())
         self._set_mask(EVENT_READ)
         self._write()
 
@@ -228,15 +226,8 @@ class ConnectionIO:
                 total += len(m.front) + len(m.middle) + len(m.data)
             if not th.try_get_batch(total, len(msgs)):
                 return self._take_each(msgs, evs, first)
-            if self._producer is None and self._delay is None and not self.msgr._fast:
-                # inline delivery: the batch's share is released in one call right
-                # after dispatch, so no message needs to carry it
-                self._worker.counters.messages_received += len(msgs)
-                self.msgr._dispatch_inline(self, msgs)
-                th.put_batch(total, len(msgs))
-                return True
-            for m in msgs:
-                m._throttle = th
+            self._hand_over(msgs, th, total)
+            return True
         self._hand_over(msgs)
         return True
 
@@ -254,16 +245,22 @@ class ConnectionIO:
         self._hand_over(msgs)
         return True
 
-    def _hand_over(self, msgs: list) -> None:
-        """Counts throttled messages and passes them on (delay injection or delivery)."""
+    def _hand_over(self, msgs: list, th=None, total: int = 0) -> None:
+        """Counts throttled messages and passes them on (delay injection or delivery).
+
+        ``th``/``total``: the throttle share taken for the whole batch, not yet
+        attached to the messages (see ``DeliveryMixin._deliver_batch``).
+        """
         if not msgs:
             return
         self._worker.counters.messages_received += len(msgs)
         if self._delay is not None:
             for m in msgs:
+                if th is not None:
+                    m._throttle = th
                 self._delay.push(m)
         else:
-            self.msgr._deliver_batch(self, msgs)
+            self.msgr._deliver_batch(self, msgs, th, total)
 
     def _deliver_now(self, msg: Message) -> None:
         self.msgr._deliver_batch(self, [msg])
@@ -373,6 +370,12 @@ class ConnectionIO:
             self._process()
         elif not self._dead:
             self._arm_timer(m.next_deadline())
+
+
+def _wall_stamp() -> tuple:
+    """Now as a ``utime_t`` (seconds, nanoseconds) for KEEPALIVE2."""
+    ns = time.time_ns()
+    return ns // 1_000_000_000, ns % 1_000_000_000
 
 
 def _consume(out: list, n: int) -> None:

@@ -90,14 +90,27 @@ class DeliveryMixin:
         return flush
 
     # ------------------------------------------------------------ reactor side
-    def _deliver_batch(self, conn, msgs: list) -> None:
-        """Hands received messages (in order) to fast dispatch, the ring, or inline dispatch."""
+    def _deliver_batch(self, conn, msgs: list, th=None, total: int = 0) -> None:
+        """Hands received messages (in order) to fast dispatch, the ring, or inline dispatch.
+
+        ``th``/``total``: a throttle share taken for the whole batch. Delivered
+        inline, it is released in one call after the dispatch loop; otherwise
+        each message carries it (``_throttle``) and is released when dispatched.
+        """
+        p = conn._producer
+        if th is not None and (self._fast or p is not None):
+            for m in msgs:
+                m._throttle = th
+            th = None
+        n = len(msgs)
         if self._fast:
             msgs = self._fast_dispatch(msgs)
-        p = conn._producer
         if p is None:
             self._dispatch_inline(conn, msgs)
-            _release_all(msgs)
+            if th is not None:
+                th.put_batch(total, n)
+            else:
+                _release_all(msgs)
         else:
             conn._worker.counters.enqueued += len(msgs)
             put = p.put

@@ -179,6 +179,8 @@ class Failover:
         if self._delay is not None:
             self._delay.discard(self.msgr._release_message)
         self._worker.counters.connections_closed += 1
+        if self.msgr.interceptor is not None:
+            self.msgr.interceptor.forget(self)
         self.msgr._on_closed(self)
         if reset:
             self._worker.counters.session_resets += 1
