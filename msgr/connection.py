@@ -123,13 +123,17 @@ class Connection(ConnectionIO, Failover):
 
     def mark_down(self) -> None:
         """Closes now and discards the queue; no notification on this side."""
+        self._begin_close(reset=False)
+
+    def _begin_close(self, reset: bool) -> None:
+        """Any thread: refuse new sends now; the reactor closes (``reset``: notify)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._connected = False
             self._pending.clear()
-        self._reactor.submit(self._close_now, False)
+        self._reactor.submit(self._close_now, reset)
 
     def mark_disposable(self) -> None:
         """Makes the connection lossy from now on."""

@@ -112,9 +112,7 @@ class Failover:
         elif policy.server or not self._can_dial:
             self._go_standby()
         elif ev.was_ready:
-            s.connect_seq += 1
-            s.global_seq = 0
-            self._worker.counters.reconnects += 1
+            self._new_attempt(bump_connect_seq=True)
             self._start_connect()
         else:
             self._retry_later(ev.wait)
@@ -127,13 +125,19 @@ class Failover:
             self._backoff = cfg.ms_initial_backoff
         else:
             self._backoff = min(2 * self._backoff, cfg.ms_max_backoff)
-        if self._session.server_cookie:
-            self._session.connect_seq += 1
-        self._session.global_seq = 0
-        self._worker.counters.reconnects += 1
+        self._new_attempt(bump_connect_seq=bool(self._session.server_cookie))
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self._reactor.call_later(self._backoff, self._start_connect)
+
+    def _new_attempt(self, bump_connect_seq: bool) -> None:
+        """Session bookkeeping before redialling (Ceph's ``_fault``): a READY session
+        always bumps connect_seq, a failed handshake or standby only once a server
+        cookie exists; the next attempt gets a fresh global_seq."""
+        if bump_connect_seq:
+            self._session.connect_seq += 1
+        self._session.global_seq = 0
+        self._worker.counters.reconnects += 1
 
     def _go_standby(self) -> None:
         self._standby = True
@@ -147,10 +151,7 @@ class Failover:
         if not self._standby or not self._can_dial or self.policy.server:
             return
         self._standby = False
-        if self._session.server_cookie:
-            self._session.connect_seq += 1
-        self._session.global_seq = 0
-        self._worker.counters.reconnects += 1
+        self._new_attempt(bump_connect_seq=bool(self._session.server_cookie))
         self._start_connect()
 
     def _remote_reset(self) -> None:

@@ -200,12 +200,7 @@ class Messenger(DeliveryMixin):
         with self._lock:
             conns = list(self._all_conns)
         for c in conns:
-            with c._lock:
-                if c._closed:
-                    continue
-                c._closed = True
-                c._connected = False
-            c._reactor.submit(c._close_now, True)
+            c._begin_close(reset=True)
 
     def _pool_pick(self) -> int:
         return self._pool.pick().index
