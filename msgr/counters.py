@@ -82,6 +82,20 @@ class Histogram:
         self.counts[bisect_left(LATENCY_BOUNDS, value)] += n
         self.sum += value * n
 
+    def observe_since(self, now: float, stamps: list) -> None:
+        """Records ``now - stamp`` for each non-zero stamp, one ``observe_n`` per run
+        of equal stamps (a batch stamped once costs one bucket update)."""
+        stamp, run = 0.0, 0
+        for t in stamps:
+            if t != stamp:
+                if run:
+                    self.observe_n(now - stamp, run)
+                stamp, run = t, 0
+            if t:
+                run += 1
+        if run:
+            self.observe_n(now - stamp, run)
+
     @property
     def count(self) -> int:
         return sum(self.counts)

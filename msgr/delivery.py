@@ -255,11 +255,5 @@ def _noop() -> None:
 def _observe_batch(conn, msgs: list) -> None:
     """Dispatch latency of messages dispatched on the reactor (inline or fast): one
     observation per run of equal ``recv_stamp`` (loop time, no clock read)."""
-    now, observe_n = conn._reactor.time, conn._worker.counters.dispatch_latency.observe_n
-    stamp, run = msgs[0].recv_stamp, 0
-    for m in msgs:
-        if m.recv_stamp != stamp:
-            observe_n(now - stamp, run)
-            stamp, run = m.recv_stamp, 0
-        run += 1
-    observe_n(now - stamp, run)
+    conn._worker.counters.dispatch_latency.observe_since(
+        conn._reactor.time, [m.recv_stamp for m in msgs])

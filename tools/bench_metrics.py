@@ -135,34 +135,18 @@ def _model_stamp(msgs: list, t0: float) -> None:
 
 
 def _model_frame(msgs: list, hist, now: float = 1.0) -> None:
-    """``_frame_messages`` with the hook: one observation per run of equal stamps."""
-    stamp, run = 0.0, 0
-    for m in msgs:
-        if hist is not None and m._queued_at:
-            if m._queued_at != stamp:
-                if run:
-                    hist.observe_n(now - stamp, run)
-                stamp, run = m._queued_at, 0
-            run += 1
+    """``_frame_messages`` with the hook: the batch's stamps observed, then cleared."""
+    if hist is not None:
+        hist.observe_since(now, [m._queued_at for m in msgs])
+        for m in msgs:
             m._queued_at = 0.0
-    if run:
-        hist.observe_n(now - stamp, run)
 
 
 def _model_dispatch(msgs: list, hist, on: bool) -> None:
     """The dispatch thread's loop with the hook: one clock read per batch."""
     now = time.monotonic() if on else 0.0
-    stamp, run, observe_n = 0.0, 0, hist.observe_n
-    for item in msgs:
-        if type(item) is Message:
-            if now:
-                if item.recv_stamp != stamp:
-                    if run:
-                        observe_n(now - stamp, run)
-                    stamp, run = item.recv_stamp, 0
-                run += 1
-    if run:
-        observe_n(now - stamp, run)
+    if now:
+        hist.observe_since(now, [m.recv_stamp for m in msgs if type(m) is Message])
 
 
 def hook_model(n: int = 4096) -> dict:

@@ -76,10 +76,9 @@ class DispatchPool:
         heads = [0] * rs.nrings
         mask = rs.mask
         on_message, release_all = self._on_message, self._release_all
-        observe_n = self.counters[index].dispatch_latency.observe_n
+        hist = self.counters[index].dispatch_latency
         while (tails := rs.wait(heads, None)) is not None:
             now = _monotonic() if _counters.HISTOGRAMS_ENABLED else 0.0   # one clock read per batch
-            stamp, run = 0.0, 0     # a run of messages with one recv_stamp: one observation
             batch = []
             for i in range(rs.nrings):
                 ring = rs.slots[i]
@@ -88,20 +87,14 @@ class DispatchPool:
                     ring[s & mask] = None
                     try:
                         if type(item) is Message:
-                            if now:
-                                if item.recv_stamp != stamp:
-                                    if run:
-                                        observe_n(now - stamp, run)
-                                    stamp, run = item.recv_stamp, 0
-                                run += 1
                             on_message(item)
                             batch.append(item)
                         else:
                             item[0](item[1])
                     except Exception:
                         log.exception("dispatch of %r failed", item)
-            if run:
-                observe_n(now - stamp, run)
+            if now and batch:
+                hist.observe_since(now, [m.recv_stamp for m in batch])
             release_all(batch)
             self.done[index] += sum(tails) - sum(heads)
             heads = tails

@@ -96,19 +96,15 @@ class TxMixin:
         extend = desc.extend
         seq = s.out_seq
         s.ack_left = 0
-        stamp, run = 0.0, 0
         while len(buf) < budget and not self.halted:
             batch = s.out.pop_many(_POP_BATCH)
             if not batch:
                 break
-            for i, m in enumerate(batch):
-                if hist is not None and m._queued_at:
-                    if m._queued_at != stamp:   # a run of one send batch: one observation
-                        if run:
-                            hist.observe_n(now - stamp, run)
-                        stamp, run = m._queued_at, 0
-                    run += 1
+            if hist is not None:
+                hist.observe_since(now, [m._queued_at for m in batch])
+                for m in batch:
                     m._queued_at = 0.0          # a replay after a reconnect is not observed again
+            for i, m in enumerate(batch):
                 seq += 1
                 m.seq = seq
                 if not lossy:
@@ -138,8 +134,6 @@ class TxMixin:
             if len(buf) >= budget or self.halted:
                 break
         s.out_seq = seq
-        if run:
-            hist.observe_n(now - stamp, run)
         self._flush_batch(out, buf, desc)
 
     def _hit_after(self, seq: int, batch: list, i: int) -> bool:
