@@ -186,8 +186,7 @@ class ConnectionIO:
             m.fault(e)
             self._process()
             return
-        if self._out or m.has_pending_output():
-            self._write()
+        self._write()
 
     def _process(self) -> bool:
         """Drains machine events; False when reading must stop (paused, faulted, handed off)."""
@@ -320,6 +319,8 @@ class ConnectionIO:
         try:
             while True:
                 if not out:
+                    if not m.has_pending_output():
+                        break
                     seq0 = self._session.out_seq
                     if _counters.HISTOGRAMS_ENABLED and self._session.out:
                         now, hist = _monotonic(), counters.send_queue_latency   # one read per batch

@@ -16,7 +16,9 @@ API:
 * ``scan_frames(buf, start, end, rev1, max_segment, out, max_frames)
   -> (nframes, status, pos, need)`` -- validates and indexes every complete
   msgr2 crc-mode frame of a receive buffer in one call (``SCAN_*`` status
-  codes, ``FRAME_RECORD_SIZE`` int64 per frame, ``FLAG_ABORTED``).
+  codes, ``FRAME_RECORD_SIZE`` int64 per frame, ``FLAG_ABORTED``);
+  ``Scanner(max_frames).scan(buf, start, end, rev1, max_segment)`` is the
+  same with an owned record table (``.recs``) and, in cffi, a cached pointer.
 * ``RingSet(nrings, capacity)`` -- the dispatch hand-off, below.
 
 Theory of operation of :class:`RingSet`
@@ -86,6 +88,7 @@ BACKEND = _impl.BACKEND
 crc32c = _impl.crc32c
 crc32c_sw = _impl.crc32c_sw
 scan_frames = _impl.scan_frames
+Scanner = _impl.Scanner
 frame_fill = _impl.frame_fill
 RingSet = _impl.RingSet
 SCAN_OK = _impl.SCAN_OK

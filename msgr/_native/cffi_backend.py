@@ -29,6 +29,7 @@ __all__ = [
     "SCAN_BAD_SEGMENT_CRC",
     "SCAN_OK",
     "SCAN_SEGMENT_TOO_LARGE",
+    "Scanner",
     "crc32c",
     "crc32c_sw",
     "frame_fill",
@@ -91,7 +92,8 @@ def frame_fill(buf: bytearray, desc: Any, n: int, rev1: bool) -> None:
 
     Args:
         buf: a writable buffer holding the frames, placeholders included.
-        desc: an ``array('q')`` with ``n * 6`` items: offset, tag, len0..len3 per frame.
+        desc: a list of ints or an ``array('q')`` with ``n * 6`` items: offset, tag,
+            len0..len3 per frame.
         rev1: msgr2.1 layout if True, else msgr2.0.
 
     Raises:
@@ -99,7 +101,8 @@ def frame_fill(buf: bytearray, desc: Any, n: int, rev1: bool) -> None:
     """
     if len(desc) < 6 * n:
         raise ValueError("desc holds fewer than n frames")
-    r = _fill(_from_buffer(buf), len(buf), _from_buffer("int64_t[]", desc), n, 1 if rev1 else 0)
+    cdesc = desc if type(desc) is list else _from_buffer("int64_t[]", desc)
+    r = _fill(_from_buffer(buf), len(buf), cdesc, n, 1 if rev1 else 0)
     if r:
         raise ValueError(f"frame {-1 - r} does not fit in the buffer or is malformed")
 
@@ -132,6 +135,40 @@ def scan_frames(buf: Any, start: int, end: int, rev1: bool, max_segment: int,
     nframes = _scan(cbuf, start, end, bool(rev1), max_segment, cout,
                     max_frames, result)
     return nframes, result[0], result[1], result[2]
+
+
+class Scanner:
+    """:func:`scan_frames` with its own record table (see ``pure.Scanner``).
+
+    The records live in C memory (``recs`` is an int64 view of it) next to the
+    three result slots; the buffer last scanned keeps its exported C pointer
+    (a bytearray cannot be resized while exported, so its length holds), so a
+    rescan of the same buffer is a single C call.
+    """
+
+    __slots__ = ("max_frames", "recs", "_c", "_res", "_buf", "_cbuf", "_blen")
+
+    def __init__(self, max_frames: int) -> None:
+        if max_frames < 0:
+            raise ValueError("max_frames must be >= 0")
+        n = FRAME_RECORD_SIZE * max_frames
+        self.max_frames = max_frames
+        self._c = ffi.new("int64_t[]", n + 3)
+        self._res = self._c + n
+        self.recs = memoryview(ffi.buffer(self._c, 8 * n)).cast("q")
+        self._buf = self._cbuf = None
+        self._blen = 0
+
+    def scan(self, buf: Any, start: int, end: int, rev1: bool, max_segment: int):
+        """``scan_frames(buf, start, end, rev1, max_segment, self.recs, self.max_frames)``."""
+        if buf is not self._buf:
+            cbuf = _from_buffer(buf)
+            self._buf, self._cbuf, self._blen = buf, cbuf, len(cbuf)
+        if not 0 <= start <= end <= self._blen:
+            raise ValueError(f"bad scan range [{start}, {end}) for {self._blen} bytes")
+        n = _scan(self._cbuf, start, end, rev1, max_segment, self._c, self.max_frames, self._res)
+        r = self._res
+        return n, r[0], r[1], r[2]
 
 
 class RingSet:

@@ -12,6 +12,7 @@ The module also holds the argument checks shared by both backends
 from __future__ import annotations
 
 import struct
+from array import array
 from typing import Any, List, Sequence
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "SCAN_BAD_SEGMENT_CRC",
     "SCAN_OK",
     "SCAN_SEGMENT_TOO_LARGE",
+    "Scanner",
     "crc32c",
     "crc32c_sw",
     "frame_fill",
@@ -305,3 +307,26 @@ def scan_frames(buf: Any, start: int, end: int, rev1: bool, max_segment: int,
 
 
 from .pure_ring import RingSet  # noqa: E402,F401  (re-exported)
+
+
+class Scanner:
+    """:func:`scan_frames` with its own record table: the receive hot path's form.
+
+    ``recs`` holds ``max_frames`` records of ``FRAME_RECORD_SIZE`` int64 (index
+    it, or ``struct.unpack_from`` it at ``64 * k``); :meth:`scan` has the
+    contract of :func:`scan_frames` writing into ``recs``. The cffi twin keeps
+    the C pointer of the buffer it last scanned, so scanning the same buffer
+    again costs one C call and no buffer export.
+    """
+
+    __slots__ = ("max_frames", "recs")
+
+    def __init__(self, max_frames: int) -> None:
+        if max_frames < 0:
+            raise ValueError("max_frames must be >= 0")
+        self.max_frames = max_frames
+        self.recs = array("q", bytes(8 * FRAME_RECORD_SIZE * max_frames))
+
+    def scan(self, buf: Any, start: int, end: int, rev1: bool, max_segment: int):
+        """``scan_frames(buf, start, end, rev1, max_segment, self.recs, self.max_frames)``."""
+        return scan_frames(buf, start, end, rev1, max_segment, self.recs, self.max_frames)

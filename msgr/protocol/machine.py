@@ -26,9 +26,9 @@ Any protocol error faults the machine: it lands in CLOSED (or WAIT) and emits
 from __future__ import annotations
 
 import logging
-from array import array
 from collections import deque
 
+from .. import _native
 from ..errors import LocalProtocolError, MsgrError, RemoteProtocolError, TransportError
 from .accept import AcceptMixin
 from .events import Faulted
@@ -73,8 +73,10 @@ class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
         self._rpos = self._wpos = 0
         self._donated = False
         self._banner_done = False
-        self._recs = array("q", bytes(8 * 8 * MAX_RECORDS))
+        self._scanner = _native.Scanner(MAX_RECORDS)
+        self._recs = self._scanner.recs
         self._nrec = self._irec = 0
+        self._scan_end = -1
         self._need = 0
         self._events: deque = deque()
         self._out: list = []

@@ -88,6 +88,7 @@ class RxMixin:
             self._donated = False
         self._rpos, self._wpos = 0, pending
         self._nrec = self._irec = 0
+        self._scan_end = -1
 
     def next_event(self):
         """The next event, a received Message, or NEED_DATA. Never raises."""
@@ -185,14 +186,22 @@ class RxMixin:
         return True
 
     def _scan(self) -> bool:
-        n, status, pos, need = _native.scan_frames(
-            self._rx, self._rpos, self._wpos, self.rev1, self.p.max_segment_bytes,
-            self._recs, MAX_RECORDS)
+        """Indexes the complete frames from ``_rpos``; False when there are none.
+
+        A scan that recorded every complete frame (fewer than ``MAX_RECORDS``,
+        no error) remembers ``_wpos``: until more bytes arrive, scanning again
+        would find nothing, so it is skipped.
+        """
+        if self._wpos == self._scan_end:
+            return False
+        n, status, pos, need = self._scanner.scan(
+            self._rx, self._rpos, self._wpos, self.rev1, self.p.max_segment_bytes)
         self._nrec, self._irec, self._need = n, 0, need
         if n == 0 and status:
             what, reason = _SCAN_ERRORS[status]
             raise RemoteProtocolError(f"frame at offset {pos}: {what}", reason)
         self._scan_status = status
+        self._scan_end = self._wpos if n < MAX_RECORDS and not status else -1
         return n > 0
 
     def _next_frame(self):

@@ -26,53 +26,65 @@ REQUEUE_PRIORITY = 255   # CEPH_MSG_PRIO_HIGHEST: where requeue_sent puts unacke
 
 
 class OutQueue:
-    """Messages waiting to be framed, highest priority first, FIFO within one."""
+    """Messages waiting to be framed, highest priority first, FIFO within one.
 
-    __slots__ = ("_queues", "_len")
+    A priority's deque is kept once created (most connections use one or two
+    priorities), so pushing and popping allocate nothing; ``_prios`` lists the
+    known priorities, highest first.
+    """
+
+    __slots__ = ("_queues", "_prios", "_len")
 
     def __init__(self) -> None:
         self._queues: dict[int, deque] = {}
+        self._prios: list = []
         self._len = 0
 
     def __len__(self) -> int:
         return self._len
 
+    def _queue(self, priority: int) -> deque:
+        q = self._queues.get(priority)
+        if q is None:
+            q = self._queues[priority] = deque()
+            self._prios = sorted(self._queues, reverse=True)
+        return q
+
     def push(self, msg) -> None:
         q = self._queues.get(msg.priority)
         if q is None:
-            q = self._queues[msg.priority] = deque()
+            q = self._queue(msg.priority)
         q.append(msg)
         self._len += 1
 
     def push_front(self, msgs, priority: int = REQUEUE_PRIORITY) -> None:
         """Puts ``msgs`` (in order) ahead of everything at ``priority``."""
-        q = self._queues.setdefault(priority, deque())
-        q.extendleft(reversed(list(msgs)))
+        self._queue(priority).extendleft(reversed(list(msgs)))
         self._len += len(msgs)
+
+    def _top(self) -> deque:
+        qs = self._queues
+        for prio in self._prios:
+            q = qs[prio]
+            if q:
+                return q
+        raise AssertionError("OutQueue length and deques disagree")
 
     def pop(self):
         """Removes and returns the next message, or None when empty."""
         if not self._len:
             return None
-        qs = self._queues
-        prio = next(iter(qs)) if len(qs) == 1 else max(qs)
-        q = qs[prio]
-        msg = q.popleft()
-        if not q:
-            del qs[prio]
         self._len -= 1
-        return msg
+        return self._top().popleft()
 
     def pop_many(self, n: int) -> list:
         """Removes and returns up to ``n`` messages of the highest priority present."""
         if not self._len:
             return []
-        qs = self._queues
-        prio = next(iter(qs)) if len(qs) == 1 else max(qs)
-        q = qs[prio]
+        q = self._top()
         if len(q) <= n:
             out = list(q)
-            del qs[prio]
+            q.clear()
         else:
             popleft = q.popleft
             out = [popleft() for _ in range(n)]
@@ -85,14 +97,12 @@ class OutQueue:
         Returns how many were dropped, or None when nothing is requeued at all.
         """
         rq = self._queues.get(REQUEUE_PRIORITY)
-        if rq is None:
+        if not rq:
             return None
         n = 0
         while rq and 0 < rq[0].seq <= seq:
             rq.popleft()
             n += 1
-        if not rq:
-            del self._queues[REQUEUE_PRIORITY]
         self._len -= n
         return n
 

@@ -9,7 +9,6 @@ framed on its own with that segment referenced, so it is never copied.
 from __future__ import annotations
 
 import struct
-from array import array
 
 from .. import _native
 from .frames import HEADER2, HEADER2_SIZE, Tag, message_frame
@@ -92,7 +91,7 @@ class TxMixin:
         pack, ic = HEADER2.pack, self._ic
         lead = (_LEAD_REV1 if rev1 else _LEAD_REV0).pack     # preamble placeholder + header2
         epi = _ZERO13 if rev1 else _ZERO17
-        buf, desc = bytearray(), array("q")
+        buf, desc = bytearray(), []
         extend = desc.extend
         seq = s.out_seq
         s.ack_left = 0
@@ -155,8 +154,8 @@ class TxMixin:
             s.out.push_front(rest, rest[0].priority)
         return not self.halted
 
-    def _flush_batch(self, out: list, buf: bytearray, desc: array):
+    def _flush_batch(self, out: list, buf: bytearray, desc: list):
         if desc:
             _native.frame_fill(buf, desc, len(desc) // 6, self.rev1)
             out.append(buf)
-        return bytearray(), array("q")
+        return bytearray(), []

@@ -516,6 +516,44 @@ def test_scan_backends_agree_on_random_streams():
         assert results[0] == results[1], case
 
 
+def test_scanner_matches_scan_frames(nat):
+    """The Scanner form gives scan_frames' results and records, over rescans
+    of one buffer rewritten in place, a longer range, and another buffer."""
+    rnd = random.Random(7)
+    sc = nat.Scanner(4)
+    assert len(sc.recs) == 4 * 8
+    buf = bytearray(4096)
+    for case in range(200):
+        rev1 = bool(case & 1)
+        frames = [(rnd.randrange(256), [bytes(rnd.randrange(256) for _ in range(rnd.choice((1, 8, 40))))],
+                   False) for _ in range(rnd.randrange(1, 7))]
+        stream = build_stream(rev1, frames)[0]
+        if rnd.random() < 0.2:
+            stream = bytearray(stream)
+            stream[rnd.randrange(len(stream))] ^= 1
+        target = buf if case % 3 else bytearray(len(stream) + 5)
+        target[:len(stream)] = stream
+        end = rnd.randrange(len(stream) + 1) if rnd.random() < 0.3 else len(stream)
+        got = sc.scan(target, 0, end, rev1, 1 << 20)
+        out = new_out(4)
+        want = nat.scan_frames(bytes(target), 0, end, rev1, 1 << 20, out, 4)
+        assert got == want, case
+        assert list(sc.recs[:8 * got[0]]) == list(out[:8 * want[0]]), case
+
+
+def test_scanner_argument_checks(nat):
+    sc = nat.Scanner(2)
+    with pytest.raises(ValueError):
+        sc.scan(HELLO_REV1, 0, 73, True, 1 << 20)
+    with pytest.raises(ValueError):
+        sc.scan(HELLO_REV1, 10, 5, True, 1 << 20)
+    with pytest.raises(ValueError):
+        sc.scan(HELLO_REV1, -1, 5, True, 1 << 20)
+    with pytest.raises(ValueError):
+        nat.Scanner(-1)
+    assert sc.scan(HELLO_REV1, 0, 72, True, 1 << 20)[:2] == (1, 0)
+
+
 # ------------------------------------------------------------------ ring set
 
 
