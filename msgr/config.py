@@ -43,6 +43,7 @@ class Config:
     ms_inject_internal_delays: float = 0.0
     ms_inject_seed: int = 0
     ms_ring_capacity: int = 4096
+    ms_busy_poll_us: int = 0
     auth_name: str = ""
 
     def __post_init__(self) -> None:
@@ -52,7 +53,8 @@ class Config:
         _at_least(self, "dispatch_threads", 0)
         for name in ("ms_initial_backoff", "ms_max_backoff", "ms_connection_ready_timeout",
                      "ms_connection_idle_timeout", "ms_inject_delay_max",
-                     "ms_inject_internal_delays", "ms_tcp_rcvbuf", "ms_inject_socket_failures"):
+                     "ms_inject_internal_delays", "ms_tcp_rcvbuf", "ms_inject_socket_failures",
+                     "ms_busy_poll_us"):
             _at_least(self, name, 0)
         for name in ("ms_dispatch_throttle_bytes", "ms_max_segment_bytes", "ms_send_batch_bytes"):
             _at_least(self, name, 1)

@@ -123,7 +123,8 @@ class Messenger(DeliveryMixin):
             raise LocalProtocolError("start() called twice")
         self._started = True
         cfg = self.config
-        self._pool = ReactorPool(cfg.io_threads, prefix=f"msgr-io-{self.name}")
+        self._pool = ReactorPool(cfg.io_threads, prefix=f"msgr-io-{self.name}",
+                                 busy_poll=cfg.ms_busy_poll_us / 1e6)
         self._start_dispatch(cfg)
         self._workers = []
         for r in self._pool:

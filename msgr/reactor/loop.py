@@ -9,6 +9,13 @@ the nearest timer as timeout), run fd callbacks, due timers, submitted calls,
 then the end-of-iteration hooks (which publish dispatch-ring batches). The
 loop's clock (``self.time``) is read once per iteration.
 
+Busy polling (``busy_poll`` seconds, ``Config.ms_busy_poll_us``; off by
+default): before sleeping, the loop polls without blocking for up to that
+long, yielding the CPU between polls. A reply that arrives within the window
+is picked up without a wake-up (on a VM about 25 us each way, plus the caches
+an idle vCPU loses), at the price of that much CPU after each burst of work.
+An idle reactor still sleeps: the window only follows activity.
+
 A callback that raises is logged and the loop goes on; the owner of the
 callback (a connection) is expected to catch its own errors.
 """
@@ -50,11 +57,13 @@ class Reactor:
     Args:
         name: the thread name (``msgr-io-0``).
         index: this reactor's position in its pool (ring producer index).
+        busy_poll: seconds to poll without sleeping before each sleep (0: never).
     """
 
-    def __init__(self, name: str, index: int = 0) -> None:
+    def __init__(self, name: str, index: int = 0, busy_poll: float = 0.0) -> None:
         self.name = name
         self.index = index
+        self.busy_poll = busy_poll
         self.load = 0
         self.time = time.monotonic()
         self._sel = selectors.DefaultSelector()
@@ -160,7 +169,10 @@ class Reactor:
             timeout = 0
         elif self._timers:
             timeout = max(0.0, self._timers[0][0] - time.monotonic())
-        events = self._sel.select(timeout)
+        if self.busy_poll and timeout != 0:
+            events = self._poll_busy(timeout)
+        else:
+            events = self._sel.select(timeout)
         self.time = time.monotonic()
         for key, mask in events:
             self._call(key.data, mask)
@@ -174,6 +186,21 @@ class Reactor:
                 self._call(fn)
         for hook in self._end_hooks:
             self._call(hook)
+
+    def _poll_busy(self, timeout: float | None) -> list:
+        """Polls for up to ``busy_poll`` seconds (never past ``timeout``), then sleeps."""
+        select, now = self._sel.select, time.monotonic
+        start = now()
+        window = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
+        while True:
+            events = select(0)
+            if events:
+                return events
+            spent = now() - start
+            if spent >= window:
+                break
+            os.sched_yield()            # a task sharing this CPU (the peer, say) runs first
+        return select(None if timeout is None else max(0.0, timeout - spent))
 
     def _run_timers(self) -> None:
         now = self.time

@@ -15,8 +15,8 @@ class ReactorPool:
     by :meth:`pick` and :meth:`release` from any thread.
     """
 
-    def __init__(self, n: int, prefix: str = "msgr-io") -> None:
-        self.reactors = [Reactor(f"{prefix}-{i}", i) for i in range(n)]
+    def __init__(self, n: int, prefix: str = "msgr-io", busy_poll: float = 0.0) -> None:
+        self.reactors = [Reactor(f"{prefix}-{i}", i, busy_poll) for i in range(n)]
         self._lock = threading.Lock()
 
     def __len__(self) -> int:

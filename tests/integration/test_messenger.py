@@ -1,5 +1,6 @@
 """Messengers on 127.0.0.1: round trips, ordering, large segments, lifecycle."""
 import threading
+import time
 
 import pytest
 
@@ -207,3 +208,20 @@ def test_perf_dump_counts(server_client):
     assert sp["messages_sent"] == 10
     assert cp["bytes_sent"] == sp["bytes_received"] and cp["connections"] == 1
     assert c.get_dispatch_queue_len() == 0
+
+
+def test_busy_poll_round_trips_and_sleeps_when_idle(server_client):
+    """ms_busy_poll_us: 200 ordered round trips work with polling on both ends;
+    afterwards the reactors sleep again (the process uses almost no CPU while idle,
+    where a reactor that kept polling would use a whole core)."""
+    poll = {"ms_busy_poll_us": 2000, "dispatch_threads": 0}
+    s, sd, c, cd = server_client(server_cfg=poll, client_cfg=poll)
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    for i in range(200):
+        conn.send_message(Message(42, front=b"%d" % i, tid=i))
+        reply = cd.get()
+        assert (reply.tid, reply.front) == (i, b"%d" % i)
+    wait_for(lambda: False, 0.2)          # let the last polling windows run out
+    cpu0 = time.process_time()
+    wait_for(lambda: False, 0.5)
+    assert time.process_time() - cpu0 < 0.15

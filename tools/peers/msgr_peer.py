@@ -1,5 +1,6 @@
 """msgr: a ``Messenger`` per process, lossy_client -> stateless_server,
-``Config(io_threads=1, dispatch_threads=spec.dispatch_threads)`` (other options from ``MSGR_*``).
+``Config(io_threads=1, dispatch_threads=spec.dispatch_threads)`` (other options from ``MSGR_*``);
+the ``busy_poll`` variant adds ``ms_busy_poll_us=POLL_US`` on both ends.
 
 One-way: the payload travels as the message's ``data`` segment. ``send_message`` never blocks, so
 the sender keeps a window per connection (at most 8192 messages unacked, and 32 MiB over all
@@ -17,13 +18,16 @@ import time
 from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
 
 from .common import SETUP_S, now_ns, rt_result
+from .plan import POLL_US
 
 MSG_PLAIN, MSG_ACKME, MSG_ACK, MSG_ECHO, MSG_END = 0x7300, 0x7301, 0x7302, 0x7303, 0x7304
 WINDOW_BYTES, WINDOW_MSGS = 32 << 20, 8192
 
 
 def _messenger(name: EntityName, spec, policy: Policy, dispatcher: Dispatcher) -> Messenger:
-    m = Messenger(name, config=Config.from_env(io_threads=1, dispatch_threads=spec.dispatch_threads))
+    extra = {"ms_busy_poll_us": POLL_US} if spec.variant == "busy_poll" else {}
+    m = Messenger(name, config=Config.from_env(io_threads=1, dispatch_threads=spec.dispatch_threads,
+                                               **extra))
     m.set_default_policy(policy)
     m.add_dispatcher_tail(dispatcher)
     return m

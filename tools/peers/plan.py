@@ -20,6 +20,7 @@ import importlib.util
 from .common import Spec
 
 KiB, MiB = 1024, 1 << 20
+POLL_US = 200               # ms_busy_poll_us of the "msgr_poll" variant (both ends)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,8 @@ VARIANTS = [
             frozenset(ALL)),
     Variant("msgr_d1", "msgr", "msgr (io 1, 1 dispatch thread)", "msgr_peer",
             {"dispatch_threads": 1}, frozenset({"ow4k"})),
+    Variant("msgr_poll", "msgr", f"msgr (inline, busy poll {POLL_US} us)", "msgr_peer",
+            {"dispatch_threads": 0, "variant": "busy_poll"}, frozenset({"rt", "rt_same"})),
     Variant("blocking_batched", "blocking", "blocking, batched sendmsg", "blocking",
             {"variant": "batched"}, frozenset(ONEWAY)),
     Variant("blocking_sendall", "blocking", "blocking, sendall per msg", "blocking",
@@ -109,5 +112,7 @@ TARGETS = [
     Target("one-way 64 B >= 0.5x pyzmq PUSH/PULL", "ow64", "msgr", "pyzmq", 0.5),
     Target("one-way 1 MiB >= 0.8x blocking batched", "ow1m", "msgr", "blocking_batched", 0.8),
     Target("RT 64 B <= 1.5x uvloop BufferedProtocol", "rt", "msgr", "uvloop_protocol", 1.5,
+           lower_is_better=True),
+    Target("RT 64 B <= 1.5x uvloop BufferedProtocol", "rt", "msgr_poll", "uvloop_protocol", 1.5,
            lower_is_better=True),
 ]
