@@ -38,14 +38,10 @@ class ConnectionIO:
         if self._dead:
             self.msgr._count_dropped(len(msgs))
             return
-        push = self._session.out.push
         if t0:
             for m in msgs:
                 m._queued_at = t0
-                push(m)
-        else:
-            for m in msgs:
-                push(m)
+        self._session.out.push_all(msgs)
         self._kick()
 
     @guarded

@@ -93,29 +93,39 @@ class DeliveryMixin:
     def _deliver_batch(self, conn, msgs: list, th=None, total: int = 0) -> None:
         """Hands received messages (in order) to fast dispatch, the ring, or inline dispatch.
 
-        ``th``/``total``: a throttle share taken for the whole batch. Delivered
-        inline, it is released in one call after the dispatch loop; otherwise
-        each message carries it (``_throttle``) and is released when dispatched.
+        ``th``/``total``: a throttle share taken for the whole batch. What is
+        dispatched here (fast or inline) gives its part back in one call after
+        the dispatch loop; each message handed to a dispatch thread carries its
+        own share (``_throttle``) and gives it back when dispatched. Without
+        ``th``, messages may carry their own shares (taken one by one).
         """
         p = conn._producer
-        if th is not None and (self._fast or p is not None):
-            for m in msgs:
-                m._throttle = th
-            th = None
         n = len(msgs)
+        done = msgs
         if self._fast:
-            msgs = self._fast_dispatch(msgs)
+            msgs, done = self._fast_dispatch(msgs)
         if p is None:
             self._dispatch_inline(conn, msgs)
             if th is not None:
                 th.put_batch(total, n)
             else:
-                _release_all(msgs)
-        else:
-            conn._worker.counters.enqueued += len(msgs)
-            put = p.put
+                _release_all(done)
+                if done is not msgs:
+                    _release_all(msgs)
+            return
+        if th is not None:
+            queued = 0
             for m in msgs:
-                put(m)
+                m._throttle = th
+                queued += len(m.front) + len(m.middle) + len(m.data)
+            if len(msgs) < n:
+                th.put_batch(total - queued, n - len(msgs))
+        elif done is not msgs:
+            _release_all(done)
+        conn._worker.counters.enqueued += len(msgs)
+        put = p.put
+        for m in msgs:
+            put(m)
 
     def _dispatch_inline(self, conn, msgs: list) -> None:
         """Dispatches ``msgs`` right here on the reactor (``dispatch_threads=0``)."""
@@ -125,8 +135,12 @@ class DeliveryMixin:
         for m in msgs:
             dispatch(m)
 
-    def _fast_dispatch(self, msgs: list) -> list:
-        """Runs ``ms_fast_dispatch`` for those a fast dispatcher claims; returns the rest."""
+    def _fast_dispatch(self, msgs: list) -> tuple:
+        """Runs ``ms_fast_dispatch`` for those a fast dispatcher claims.
+
+        Returns ``(rest, done)``: the messages left for ``ms_dispatch`` and those
+        fast-dispatched. Throttle shares are the caller's business (``_deliver_batch``).
+        """
         rest, done = [], []
         for m in msgs:
             for d in self._fast:
@@ -141,8 +155,7 @@ class DeliveryMixin:
                 rest.append(m)
         if done and _counters.HISTOGRAMS_ENABLED:
             _observe_batch(done[0].connection, done)
-        _release_all(done)
-        return rest
+        return rest, done
 
     def _deliver_event(self, conn, name: str) -> None:
         p = conn._producer

@@ -266,11 +266,14 @@ class RxMixin:
         (seq, tid, type_, prio, version, _pad, data_off, ack_seq, _fl, compat,
          _res) = _H2_UNPACK(mv, off)
         off += HEADER2_SIZE + (4 if self.rev1 else 0)
-        front = self._segment(off, l1)
-        off += l1
-        middle = self._segment(off, l2)
+        if l1:      # _segment, inlined for the usual small front
+            front = bytes(mv[off:off + l1]) if l1 < ZERO_COPY_MIN else self._segment(off, l1)
+            off += l1
+        else:
+            front = b""
+        middle = self._segment(off, l2) if l2 else b""
         off += l2
-        data = self._segment(off, l3)
+        data = self._segment(off, l3) if l3 else b""
         off += l3
         self._rpos = (off + (13 if nseg > 1 else 0)) if self.rev1 else off + 17
         s = self.session

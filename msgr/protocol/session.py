@@ -57,6 +57,16 @@ class OutQueue:
         q.append(msg)
         self._len += 1
 
+    def push_all(self, msgs: list) -> None:
+        """``push`` for each of ``msgs``, in order."""
+        qs = self._queues
+        for m in msgs:
+            q = qs.get(m.priority)
+            if q is None:
+                q = self._queue(m.priority)
+            q.append(m)
+        self._len += len(msgs)
+
     def push_front(self, msgs, priority: int = REQUEUE_PRIORITY) -> None:
         """Puts ``msgs`` (in order) ahead of everything at ``priority``."""
         self._queue(priority).extendleft(reversed(list(msgs)))

@@ -22,17 +22,23 @@ class Fast(Recorder):
         self.ms_dispatch(msg)
 
 
-def test_fast_dispatch_runs_on_io_thread(messengers):
+@pytest.mark.parametrize("dispatch_threads", [0, 1])
+def test_fast_dispatch_runs_on_io_thread(messengers, dispatch_threads):
+    """Mixed fast and normal dispatch; every throttle share comes back."""
     fast = Fast()
-    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=fast)
+    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=fast,
+                   dispatch_threads=dispatch_threads)
+    s_throttles = s._throttles_for(EntityType.CLIENT)
     c = messengers(policy=Policy.lossy_client(), dispatcher=Recorder())
     conn = c.connect_to(EntityType.OSD, s.bound)
-    for i in range(20):
-        conn.send_message(Message(1, tid=i))
-    assert wait_for(lambda: len(fast.msgs) == 20)
+    for i in range(200):
+        conn.send_message(Message(1, tid=i, data=bytes(i)))
+    assert wait_for(lambda: len(fast.msgs) == 200)
     assert fast.fast_threads and all(n.startswith("msgr-io") for n in fast.fast_threads)
-    assert sorted(m.tid for m in fast.msgs) == list(range(20))
+    assert sorted(m.tid for m in fast.msgs) == list(range(200))
     assert s.get_dispatch_queue_len() == 0
+    assert wait_for(lambda: all(t.current == 0 for t, _ in s_throttles.throttles))
+    assert s._dispatch_throttle.current == 0
 
 
 def test_dispatch_chain_first_true_wins_and_events_broadcast(messengers):
