@@ -7,11 +7,15 @@ the records. MESSAGE frames in READY are decoded in a tight loop
 (``next_events``); everything else goes through the transition table one frame
 at a time (``next_event``). Segments under ``ZERO_COPY_MIN`` bytes are copied
 out as ``bytes``; larger ones are handed out as memoryviews and the buffer is
-given away with them, so a large data segment is never copied.
+given away with them, so a large data segment is never copied. Up to
+``SPARES`` given-away buffers (of at most ``SPARE_MAX`` bytes) are kept and
+reused once the user has dropped every view of them, so a stream of large
+messages does not pay for a fresh zeroed buffer (and its page faults) each.
 """
 from __future__ import annotations
 
 import struct
+from sys import getrefcount as _getrefcount
 
 from .. import _native
 from ..errors import MsgrError, RemoteProtocolError
@@ -26,6 +30,7 @@ __all__ = ["RxMixin", "ZERO_COPY_MIN", "RX_INITIAL", "MAX_RECORDS"]
 
 ZERO_COPY_MIN = 128 * 1024
 RX_INITIAL = 16 * 1024     # a new connection's receive buffer; grows on full reads
+SPARES, SPARE_MAX = 2, 4 << 20   # donated buffers kept for reuse: how many, largest size
 MAX_RECORDS = 64
 _SCAN_ERRORS = {
     _native.SCAN_BAD_PREAMBLE_CRC: ("bad preamble crc", "bad_crc"),
@@ -39,6 +44,27 @@ _REC = struct.Struct("<8q")
 _H2_UNPACK = HEADER2.unpack_from
 _READY = ConnState.READY
 _MESSAGE = Tag.MESSAGE.value
+
+
+def _take_spare(spares: list, size: int):
+    """Removes and returns a buffer of ``size`` bytes or more that nobody uses, or None.
+
+    A donated buffer is free again once no view of it is alive (a bytearray
+    with live exports refuses to resize: BufferError) and nothing else refers
+    to it (the list, ``b`` and the call's argument are the only references).
+    """
+    for i in range(len(spares)):
+        b = spares[i]
+        if len(b) < size or _getrefcount(b) > 3:
+            continue
+        try:
+            b.append(0)
+        except BufferError:
+            continue
+        del b[-1]
+        del spares[i]
+        return b
+    return None
 
 
 class RxMixin:
@@ -82,7 +108,12 @@ class RxMixin:
             self._rx[:pending] = self._rxmv[self._rpos:self._wpos]
         else:
             old = self._rxmv[self._rpos:self._wpos]
-            self._rx = bytearray(size)
+            spares = self._spares
+            if self._donated and len(self._rx) <= SPARE_MAX:
+                spares.append(self._rx)
+                if len(spares) > SPARES:
+                    del spares[0]
+            self._rx = (spares and _take_spare(spares, size)) or bytearray(size)
             self._rx[:pending] = old
             self._rxmv = memoryview(self._rx)
             self._donated = False

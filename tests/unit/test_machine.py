@@ -199,6 +199,34 @@ def test_duplicate_seq_is_dropped():
     assert p.server.state is ConnState.READY
 
 
+def test_donated_buffers_reused_only_when_every_view_is_gone():
+    """Large segments are views of the receive buffer; a later large message may
+    reuse a given-away buffer only once nothing refers to it any more."""
+    p = MachinePair.create()
+    p.start()
+    p.pump()
+    payloads = [bytes([i]) * (1 << 20) for i in range(6)]
+    held, bases = [], []
+    for i, data in enumerate(payloads):
+        p.client.send_message(Message(7, data=data, tid=i))
+        p.pump(chunk=300_000)
+        (m,) = messages(p.server_events)
+        p.server_events.clear()
+        assert isinstance(m.data, memoryview) and m.data == data
+        bases.append(id(m.data.obj))
+        if i < 3:
+            held.append(m)                    # the first three stay referenced
+    for i, m in enumerate(held):              # ... and intact: none was reused under them
+        assert m.data == payloads[i]
+    assert len(set(bases[:4])) == 4
+    assert bases[5] == bases[3]               # dropped at once: buffer 3 came back for 5
+    del held, m
+    p.client.send_message(Message(7, data=payloads[0], tid=9))
+    p.pump(chunk=300_000)
+    (m,) = messages(p.server_events)
+    assert m.data == payloads[0]
+
+
 def test_large_segment_arrives_as_view_without_copy_and_intact():
     p = MachinePair.create()
     p.start()
