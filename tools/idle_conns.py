@@ -10,10 +10,16 @@ two Connection objects and two sockets per connection).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import sys
 import time
 
-from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
+    sys.path.insert(0, ROOT)                       # run by path from a checkout: the in-tree msgr
+
+from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy  # noqa: E402
 
 
 def rss() -> int:
