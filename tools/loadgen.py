@@ -54,6 +54,7 @@ class LoadServer(Dispatcher):
 
     def start(self):
         """Binds ``--addr`` (default 127.0.0.1, any port), starts; returns the bound address."""
+        self.cpu0 = time.process_time()
         addr = self.msgr.bind(self.opts.addr or "v2:127.0.0.1:0")
         for w in self.workers:
             w.start()
@@ -90,8 +91,10 @@ class LoadServer(Dispatcher):
             msg.connection.send_message(Message(MSG_OPREPLY, tid=msg.tid))
 
     def stop(self) -> dict:
-        """Shuts down; returns the final ``perf_dump()`` plus ``stopped_cleanly``."""
+        """Shuts down; returns the final ``perf_dump()`` plus ``stopped_cleanly`` and
+        ``cpu_s`` (this process's CPU time since ``start()``)."""
         perf = self.msgr.perf_dump()
+        perf["cpu_s"] = time.process_time() - self.cpu0
         self.msgr.shutdown()
         perf["stopped_cleanly"] = self.msgr.wait(10.0)
         for _ in self.workers:
@@ -135,6 +138,7 @@ class ClientJob(Dispatcher):
         self.base_sent = self.base_done = self.t_first = self.t_last = 0
         self.stopping = self.report_sent = self.report_done = False
         self.error = self.conn = self.start_mono = None
+        self.cpu0 = self.cpu_s = 0.0
 
     def _fill(self) -> None:
         """Sends until the window is full (``lock`` held)."""
@@ -229,9 +233,10 @@ class ClientJob(Dispatcher):
         return {"job": self.job, "done": self.done, "sent": self.sent, "lost": self.lost,
                 "unexpected": self.unexpected, "start": start,
                 "end": start + span if start and self.t_last else start,
-                "hist": self.hist.to_dict(), "perf": perf, "error": self.error}
+                "hist": self.hist.to_dict(), "perf": perf, "cpu_s": self.cpu_s, "error": self.error}
 
     def _drive(self) -> None:
+        self.cpu0 = time.process_time()
         start = self.start_mono = time.monotonic()
         self.t_first = time.perf_counter_ns()
         with self.lock:
@@ -250,6 +255,7 @@ class ClientJob(Dispatcher):
             if self.done != prev_done or self.report_done:
                 prev_done, last_change = self.done, now
             if self._finished():
+                self.cpu_s = time.process_time() - self.cpu0
                 return
             if now - last_change > self.opts.stall_timeout:
                 self.error = (f"stalled: no progress for {self.opts.stall_timeout:g} s (sent "

@@ -139,7 +139,7 @@ def sparse_delta(after: list, before: list) -> list:
 
 
 # ---------------------------------------------------------------- summary
-_SUMMED = ("done", "sent", "lost", "unexpected")
+_SUMMED = ("done", "sent", "lost", "unexpected", "cpu_s")
 _PERF_KEYS = ("connection_faults", "reconnects", "session_resets", "messages_dropped")
 
 
@@ -157,6 +157,9 @@ def summarize(config: dict, jobs: list, server: dict | None, timeline: list) -> 
     size = config.get("msg_size", 0)
     out, hist = _figures(jobs, size)
     rates = [[round(t, 3), r, r * size / 1e6] for t, r in timeline]
+    ops = out["done"]
+    out.update(client_cpu_us_per_op=_rate(out["cpu_s"] * 1e6, ops),
+               server_cpu_us_per_op=_rate((server or {}).get("cpu_s", 0.0) * 1e6, ops))
     out.update(config=config, histogram=hist.to_dict(), server=server, timeline=rates,
                errors=[f"job {j['job']}: {j['error']}" for j in jobs if j.get("error")],
                jobs=[dict(_figures([j], size)[0], job=j["job"], error=j.get("error")) for j in jobs])
@@ -210,6 +213,11 @@ def format_table(summary: dict) -> str:
     if srv:
         lines.append(f"server: received {srv.get('messages_received', 0):,} messages, faults "
                      f"{srv.get('connection_faults', 0)}, resets {srv.get('session_resets', 0)}")
+    if summary.get("ops"):
+        cpu = f"CPU per op (process time / ops): clients {summary['client_cpu_us_per_op']:.1f} us"
+        if srv and "cpu_s" in srv:
+            cpu += f", server {summary['server_cpu_us_per_op']:.1f} us"
+        lines.append(cpu + " (steadier than ops/s on a busy machine)")
     lines += [f"error: {e}" for e in summary.get("errors", [])]
     return "\n".join(lines)
 

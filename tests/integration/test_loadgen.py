@@ -136,8 +136,11 @@ def test_summarize_merges_jobs_and_rates():
         jobs.append({"job": job, "done": len(values), "sent": len(values), "lost": 0,
                      "unexpected": 0, "start": 10.0 + job, "end": 12.0 + job,
                      "hist": filled(values).to_dict(), "perf": {"connection_faults": job},
-                     "error": None})
-    s = report.summarize({"msg_size": 1000, "mode": "reqreply"}, jobs, None, [[0.5, 900.0]])
+                     "cpu_s": 0.01 * (job + 1), "error": None})
+    s = report.summarize({"msg_size": 1000, "mode": "reqreply"}, jobs, {"cpu_s": 0.05},
+                         [[0.5, 900.0]])
+    assert s["client_cpu_us_per_op"] == pytest.approx(0.03e6 / 2000)
+    assert s["server_cpu_us_per_op"] == pytest.approx(0.05e6 / 2000)
     assert s["ops"] == 2000 and s["elapsed_s"] == pytest.approx(3.0)
     assert s["ops_per_sec"] == pytest.approx(2000 / 3.0)
     assert s["mb_per_sec"] == pytest.approx(2000 * 1000 / 3.0 / 1e6)
@@ -149,6 +152,7 @@ def test_summarize_merges_jobs_and_rates():
     assert s["timeline"] == [[0.5, 900.0, 0.9]]
     table = report.format_table(s)
     assert "total" in table and "p99.9" in table and "2,000" in table
+    assert "clients 15.0 us, server 25.0 us" in table
 
 
 def test_summarize_tolerates_a_failed_job():
@@ -184,6 +188,7 @@ def check_result(path: Path, mode: str) -> dict:
     assert result["config"]["mode"] == mode
     assert result["ops"] > 0 and result["ops_per_sec"] > 0
     assert result["lost"] == 0 and result["unexpected"] == 0
+    assert result["client_cpu_us_per_op"] > 0
     lat = result["latency_us"]
     assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
     assert sum(c for _, c in result["histogram"]["counts"]) == result["histogram"]["total"] > 0
