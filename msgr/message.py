@@ -63,32 +63,3 @@ class Message:
     def __repr__(self) -> str:
         return (f"Message(type={self.type}, seq={self.seq}, tid={self.tid}, prio={self.priority}, "
                 f"front={len(self.front)}B, middle={len(self.middle)}B, data={len(self.data)}B)")
-
-
-def make_received(type_: int, front, middle, data, priority: int, tid: int, version: int,
-                  compat_version: int, seq: int, data_off: int, source, connection=None,
-                  recv_stamp: float = 0.0) -> Message:
-    """Builds a received Message without ``__init__``'s checks (hot path).
-
-    The header fields come from a CRC-checked frame.
-    """
-    m = _new(Message)
-    m.type = type_
-    m.front = front
-    m.middle = middle
-    m.data = data
-    m.priority = priority
-    m.tid = tid
-    m.version = version
-    m.compat_version = compat_version
-    m.data_off = data_off
-    m.seq = seq
-    m.source = source
-    m.connection = connection
-    m.recv_stamp = recv_stamp
-    m._throttle = None
-    m._queued_at = 0.0
-    return m
-
-
-_new = object.__new__

@@ -19,7 +19,7 @@ from sys import getrefcount as _getrefcount
 
 from .. import _native
 from ..errors import MsgrError, RemoteProtocolError
-from ..message import make_received
+from ..message import Message
 from .events import NEED_DATA
 from .frames import HEADER2, HEADER2_SIZE, PREAMBLE_SIZE, Tag
 from .handshake import BANNER_PREFIX
@@ -44,6 +44,7 @@ _REC = struct.Struct("<8q")
 _H2_UNPACK = HEADER2.unpack_from
 _READY = ConnState.READY
 _MESSAGE = Tag.MESSAGE.value
+_new = object.__new__
 
 
 def _take_spare(spares: list, size: int):
@@ -171,25 +172,33 @@ class RxMixin:
         return out
 
     def _read_ready(self, out: list) -> None:
-        """Decodes MESSAGE frames in READY straight from the scan records."""
-        unpack, recs = _REC.unpack_from, self._recs
+        """Decodes MESSAGE frames in READY straight from the scan records.
+
+        Consecutive MESSAGE frames of one scan are decoded in a local loop; any
+        other frame goes through :meth:`next_event`, and a state change ends the
+        call (the caller's ``next_events`` picks the path again).
+        """
+        unpack, recs, decode = _REC.unpack_from, self._recs, self._decode
         while True:
             if self._irec >= self._nrec and not self._scan():
                 return
-            i = self._irec
-            start, tag, nseg, l0, l1, l2, l3, flags = unpack(recs, i * 64)
-            if tag != _MESSAGE or flags or l0 != HEADER2_SIZE or self.state is not _READY:
+            i, n = self._irec, self._nrec
+            while i < n:
+                start, tag, nseg, l0, l1, l2, l3, flags = unpack(recs, i * 64)
+                if tag != _MESSAGE or flags or l0 != HEADER2_SIZE:
+                    break
+                i += 1
+                self._irec = i
+                msg = decode(start, nseg, l1, l2, l3)
+                if msg is not None:
+                    out.append(msg)
+            if i < n:
                 ev = self.next_event()
                 if ev is NEED_DATA:
                     return
                 out.append(ev)
-                if self.done or self._request is not None:
+                if self.done or self._request is not None or self.state is not _READY:
                     return
-                continue
-            self._irec = i + 1
-            msg = self._decode(start, nseg, l1, l2, l3)
-            if msg is not None:
-                out.append(msg)
 
     def _take_banner(self) -> bool:
         got = self._rxmv[self._rpos:self._wpos]
@@ -304,13 +313,31 @@ class RxMixin:
             front = b""
         middle = self._segment(off, l2) if l2 else b""
         off += l2
-        data = self._segment(off, l3) if l3 else b""
-        off += l3
+        if l3:
+            data = bytes(mv[off:off + l3]) if l3 < ZERO_COPY_MIN else self._segment(off, l3)
+            off += l3
+        else:
+            data = b""
         self._rpos = (off + (13 if nseg > 1 else 0)) if self.rev1 else off + 17
         s = self.session
         if s.sent and s.sent[0].seq <= ack_seq:
             s.acked(ack_seq)
         if not s.accept_seq(seq):
             return None
-        return make_received(type_, front, middle, data, prio, tid, version, compat, seq,
-                             data_off, self.peer_name, self.owner, self._last_active)
+        m = _new(Message)           # a received Message, built without __init__'s checks
+        m.type = type_
+        m.front = front
+        m.middle = middle
+        m.data = data
+        m.priority = prio
+        m.tid = tid
+        m.version = version
+        m.compat_version = compat
+        m.data_off = data_off
+        m.seq = seq
+        m.source = self.peer_name
+        m.connection = self.owner
+        m.recv_stamp = self._last_active
+        m._throttle = None
+        m._queued_at = 0.0
+        return m
