@@ -24,6 +24,7 @@ from .delivery import DeliveryMixin
 from .entity import EntityAddr, EntityName, EntityType
 from .errors import ConfigError, LocalProtocolError, MsgrError
 from .policy import Policy, PolicySet
+from .protocol.bufpool import BufferPool
 from .protocol.params import MachineParams
 from .reactor.loop import EVENT_READ
 from .reactor.pool import ReactorPool
@@ -56,6 +57,7 @@ class Messenger(DeliveryMixin):
         self._factory = create_transport(transport)
         self._policies = PolicySet()
         self._lock = threading.Lock()
+        self._buffer_pool = BufferPool()        # large receive buffers, shared by all machines
         self._conns: dict = {}
         self._global_seq = 0
         self._global_ids = itertools.count(4096 + (self.nonce & 0xFFFF))
@@ -313,7 +315,8 @@ class Messenger(DeliveryMixin):
                     max_segment_bytes=cfg.ms_max_segment_bytes,
                     ready_timeout=cfg.ms_connection_ready_timeout,
                     idle_timeout=cfg.ms_connection_idle_timeout,
-                    next_global_seq=self.next_global_seq, interceptor=self.interceptor)
+                    next_global_seq=self.next_global_seq, interceptor=self.interceptor,
+                    buffer_pool=self._buffer_pool)
 
     def _connect_params(self, conn: Connection) -> MachineParams:
         return MachineParams(policy=conn.policy, peer_type=int(conn.peer_type),

@@ -159,6 +159,10 @@ class Scanner:
         self._buf = self._cbuf = None
         self._blen = 0
 
+    def forget(self) -> None:
+        """Drops the cached buffer and its export (the owner moved to another buffer)."""
+        self._buf = self._cbuf = None
+
     def scan(self, buf: Any, start: int, end: int, rev1: bool, max_segment: int):
         """``scan_frames(buf, start, end, rev1, max_segment, self.recs, self.max_frames)``."""
         if buf is not self._buf:

@@ -327,6 +327,9 @@ class Scanner:
         self.max_frames = max_frames
         self.recs = array("q", bytes(8 * FRAME_RECORD_SIZE * max_frames))
 
+    def forget(self) -> None:
+        """Drops any cached reference to the last buffer (none here; see the cffi twin)."""
+
     def scan(self, buf: Any, start: int, end: int, rev1: bool, max_segment: int):
         """``scan_frames(buf, start, end, rev1, max_segment, self.recs, self.max_frames)``."""
         return scan_frames(buf, start, end, rev1, max_segment, self.recs, self.max_frames)

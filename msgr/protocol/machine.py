@@ -72,7 +72,6 @@ class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
         self._view_len = 0
         self._rpos = self._wpos = 0
         self._donated = False
-        self._spares: list = []
         self._banner_done = False
         self._scanner = _native.Scanner(MAX_RECORDS)
         self._recs = self._scanner.recs

@@ -33,6 +33,8 @@ class MachineParams:
         next_global_seq: returns a global_seq greater than its argument.
         rng: randomness for cookies (injectable for tests).
         interceptor: a ``msgr.testing.Interceptor`` (tests only), or None.
+        buffer_pool: a :class:`~msgr.protocol.bufpool.BufferPool` for large receive
+            buffers (shared by the messenger's machines), or None.
     """
 
     my_name: EntityName
@@ -54,3 +56,4 @@ class MachineParams:
     idle_timeout: float = 900.0
     rng: random.Random = field(default_factory=random.SystemRandom)
     interceptor: object = None
+    buffer_pool: object = None

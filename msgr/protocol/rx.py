@@ -7,15 +7,15 @@ the records. MESSAGE frames in READY are decoded in a tight loop
 (``next_events``); everything else goes through the transition table one frame
 at a time (``next_event``). Segments under ``ZERO_COPY_MIN`` bytes are copied
 out as ``bytes``; larger ones are handed out as memoryviews and the buffer is
-given away with them, so a large data segment is never copied. Up to
-``SPARES`` given-away buffers (of at most ``SPARE_MAX`` bytes) are kept and
-reused once the user has dropped every view of them, so a stream of large
-messages does not pay for a fresh zeroed buffer (and its page faults) each.
+given away with them, so a large data segment is never copied. Given-away
+buffers go to the messenger's :class:`~msgr.protocol.bufpool.BufferPool`
+(``params.buffer_pool``), which hands them out again once the user has dropped
+every view of them, so a stream of large messages does not pay for a fresh
+zeroed buffer (and its page faults) each.
 """
 from __future__ import annotations
 
 import struct
-from sys import getrefcount as _getrefcount
 
 from .. import _native
 from ..errors import MsgrError, RemoteProtocolError
@@ -30,7 +30,6 @@ __all__ = ["RxMixin", "ZERO_COPY_MIN", "RX_INITIAL", "MAX_RECORDS"]
 
 ZERO_COPY_MIN = 128 * 1024
 RX_INITIAL = 16 * 1024     # a new connection's receive buffer; grows on full reads
-SPARES, SPARE_MAX = 2, 4 << 20   # donated buffers kept for reuse: how many, largest size
 MAX_RECORDS = 64
 _SCAN_ERRORS = {
     _native.SCAN_BAD_PREAMBLE_CRC: ("bad preamble crc", "bad_crc"),
@@ -47,34 +46,19 @@ _MESSAGE = Tag.MESSAGE.value
 _new = object.__new__
 
 
-def _take_spare(spares: list, size: int):
-    """Removes and returns a buffer of ``size`` bytes or more that nobody uses, or None.
-
-    A donated buffer is free again once no view of it is alive (a bytearray
-    with live exports refuses to resize: BufferError) and nothing else refers
-    to it (the list, ``b`` and the call's argument are the only references).
-    """
-    for i in range(len(spares)):
-        b = spares[i]
-        if len(b) < size or _getrefcount(b) > 3:
-            continue
-        try:
-            b.append(0)
-        except BufferError:
-            continue
-        del b[-1]
-        del spares[i]
-        return b
-    return None
-
-
 class RxMixin:
     """See the module docstring; mixed into ProtocolMachine."""
 
     def get_recv_buffer(self) -> memoryview:
-        """A writable view where the owner may read up to ``len(view)`` bytes."""
+        """A writable view where the owner may read up to ``len(view)`` bytes.
+
+        An empty buffer larger than ``recv_buffer_bytes`` (grown for a large
+        frame) is swapped for an everyday one here.
+        """
         need = max(self._need, PREAMBLE_SIZE)
-        if self._donated or len(self._rx) - self._rpos < need or self._wpos == len(self._rx):
+        rx = self._rx
+        if self._donated or len(rx) - self._rpos < need or self._wpos == len(rx) or \
+                (self._rpos == self._wpos and len(rx) > self.p.recv_buffer_bytes):
             self._compact(need)
         view = self._rxmv[self._wpos:]
         self._view_len = len(view)
@@ -103,18 +87,31 @@ class RxMixin:
             mv = mv[n:]
 
     def _compact(self, need: int) -> None:
+        """Moves the unread bytes to the front of a buffer with room for ``need`` more.
+
+        The current buffer is kept unless it was given away (a large segment
+        is a view of it) or is the wrong size: too small, or over twice the
+        size wanted and over ``recv_buffer_bytes`` (a buffer grown for a large
+        frame does not stay a connection's everyday one). After a large frame
+        the next buffer is as large again (large messages tend to come in
+        runs), taken from the pool when one is free.
+        """
         pending = self._wpos - self._rpos
         size = max(self._rx_target, need, pending + PREAMBLE_SIZE)
-        if not self._donated and size <= len(self._rx) and self._rpos:
-            self._rx[:pending] = self._rxmv[self._rpos:self._wpos]
+        rx, pool = self._rx, self.p.buffer_pool
+        if self._donated and pool is not None and len(rx) <= pool.max_bytes:
+            size = max(size, len(rx))
+        if not self._donated and self._rpos and \
+                size <= len(rx) <= max(2 * size, self.p.recv_buffer_bytes):
+            rx[:pending] = self._rxmv[self._rpos:self._wpos]
         else:
             old = self._rxmv[self._rpos:self._wpos]
-            spares = self._spares
-            if self._donated and len(self._rx) <= SPARE_MAX:
-                spares.append(self._rx)
-                if len(spares) > SPARES:
-                    del spares[0]
-            self._rx = (spares and _take_spare(spares, size)) or bytearray(size)
+            self._scanner.forget()
+            self._rxmv = None
+            if pool is not None and (self._donated or len(rx) > self.p.recv_buffer_bytes):
+                pool.give(rx)
+            self._rx = (pool is not None and size >= ZERO_COPY_MIN and pool.take(size)) \
+                or bytearray(size)
             self._rx[:pending] = old
             self._rxmv = memoryview(self._rx)
             self._donated = False

@@ -55,3 +55,13 @@ def test_optional_peers_when_installed(tmp_path):
         assert "FAIL" not in _row(stdout, label)
     assert "SKIP" in _row(stdout, "RT 64 B <= 1.5x uvloop")       # msgr was not run
     assert not data["skipped"]
+
+
+def test_bench_rx_runs_and_prints_its_ratio():
+    """tools/bench_rx.py (no sockets): one round; both lines, a positive ratio."""
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_rx.py"), "--rounds", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    decode, large = proc.stdout.splitlines()
+    assert decode.startswith("64 B messages: decode") and "ns per message" in decode
+    assert float(large.rsplit(": ", 1)[1].split("x")[0]) > 0

@@ -8,6 +8,7 @@ import pytest
 from msgr import EntityAddr, EntityType, Message, Policy, RemoteProtocolError, TransportError
 from msgr.protocol.events import NEED_DATA, Established, Faulted, KeepaliveAck
 from msgr.protocol.frames import Tag, control_frame
+from msgr.protocol.bufpool import BufferPool
 from msgr.protocol.machine import ProtocolMachine
 from msgr.protocol.states import ConnState
 from msgr.testing.pair import MachinePair, make_params
@@ -202,7 +203,7 @@ def test_duplicate_seq_is_dropped():
 def test_donated_buffers_reused_only_when_every_view_is_gone():
     """Large segments are views of the receive buffer; a later large message may
     reuse a given-away buffer only once nothing refers to it any more."""
-    p = MachinePair.create()
+    p = MachinePair.create(server_kw={"buffer_pool": BufferPool()})
     p.start()
     p.pump()
     payloads = [bytes([i]) * (1 << 20) for i in range(6)]
@@ -225,6 +226,25 @@ def test_donated_buffers_reused_only_when_every_view_is_gone():
     p.pump(chunk=300_000)
     (m,) = messages(p.server_events)
     assert m.data == payloads[0]
+
+
+def test_large_messages_leave_no_large_buffer_behind():
+    """After large messages (dropped), small traffic runs in a buffer of at most
+    recv_buffer_bytes; the pool keeps at most its own bound."""
+    pool = BufferPool()
+    p = MachinePair.create(server_kw={"buffer_pool": pool})
+    p.start()
+    p.pump()
+    for i in range(3):
+        p.client.send_message(Message(7, data=bytes(3 << 20), tid=i))
+        p.pump(chunk=1 << 20)
+    p.server_events.clear()
+    for i in range(300):
+        p.client.send_message(Message(8, front=bytes(2000), tid=i))
+        p.pump()
+    assert len(messages(p.server_events)) == 300
+    assert len(p.server._rx) <= p.server.p.recv_buffer_bytes
+    assert pool.held() <= pool.max_buffers
 
 
 def test_large_segment_arrives_as_view_without_copy_and_intact():

@@ -541,6 +541,15 @@ def test_scanner_matches_scan_frames(nat):
         assert list(sc.recs[:8 * got[0]]) == list(out[:8 * want[0]]), case
 
 
+def test_scanner_forget_releases_the_buffer(nat):
+    sc = nat.Scanner(2)
+    buf = bytearray(HELLO_REV1)
+    assert sc.scan(buf, 0, len(buf), True, 1 << 20)[:2] == (1, 0)
+    sc.forget()
+    buf.append(0)                         # no export left: the buffer may resize again
+    assert sc.scan(buf, 0, len(buf) - 1, True, 1 << 20)[:2] == (1, 0)
+
+
 def test_scanner_argument_checks(nat):
     sc = nat.Scanner(2)
     with pytest.raises(ValueError):
