@@ -35,6 +35,8 @@ def _config(opts) -> Config:
     for name in ("io_threads", "dispatch_threads"):
         if getattr(opts, name) is not None:
             kw[name] = getattr(opts, name)
+    if opts.busy_poll_us is not None:
+        kw["ms_busy_poll_us"] = opts.busy_poll_us
     return Config.from_env(**kw)
 
 

@@ -24,6 +24,7 @@ _OPTIONS = (  # flag, type, default, help[, choices]
     ("--io-threads", int, None, "Config.io_threads"),
     ("--dispatch-threads", int, None, "Config.dispatch_threads; 0 = inline on the I/O thread"),
     ("--inject-socket-failures", int, 0, "Config.ms_inject_socket_failures (1 in N)"),
+    ("--busy-poll-us", int, None, "Config.ms_busy_poll_us: poll this long before sleeping (latency for CPU)"),
     ("--server-op-threads", int, 0, "server replies from N worker threads (0: in ms_dispatch)"),
     ("--addr", str, None, "server bind address / client target, v2:HOST:PORT/NONCE"),
     ("--json", str, None, "write every figure to this file"),
@@ -53,9 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("client needs --addr (the server's full address, with its nonce)")
     if opts.plot and check_plot_available():
         p.error(check_plot_available())
-    for name in ("jobs", "concurrency", "window", "ops", "msg_size"):
-        if (getattr(opts, name) or 0) < 0 or getattr(opts, name) == 0 and name != "msg_size":
-            p.error(f"--{name.replace('_', '-')} must be positive")
+    for name in ("jobs", "concurrency", "window", "ops", "msg_size", "busy_poll_us"):
+        value, may_be_zero = getattr(opts, name), name in ("msg_size", "busy_poll_us")
+        if (value or 0) < 0 or value == 0 and not may_be_zero:
+            p.error(f"--{name.replace('_', '-')} must be {'>= 0' if may_be_zero else 'positive'}")
     if opts.command != "server" and opts.duration is None:
         opts.duration = DEFAULT_DURATION if opts.ops is None else OPS_ONLY_TIME_CAP
     opts.ops = opts.ops or DEFAULT_OP_CAP

@@ -174,6 +174,10 @@ def test_default_options():
     assert loadgen.parse_args(["server"]).duration is None
     with pytest.raises(SystemExit):
         loadgen.parse_args(["client"])                      # needs --addr
+    assert loadgen.parse_args([]).busy_poll_us is None      # Config's own default (0: off)
+    assert loadgen._config(loadgen.parse_args(["--busy-poll-us", "200"])).ms_busy_poll_us == 200
+    with pytest.raises(SystemExit):
+        loadgen.parse_args(["--busy-poll-us", "-1"])
 
 
 # ---------------------------------------------------------------- real runs
