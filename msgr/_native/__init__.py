@@ -12,7 +12,10 @@ Both backends export the same names with the same contracts.
 API:
 
 * ``crc32c(seed, data) -> int`` -- Ceph's ``ceph_crc32c`` (raw CRC32C, the
-  caller's seed, no inversions); ``crc32c_sw`` is the table-only path.
+  caller's seed, no inversions); ``crc32c_sw`` is the table-only path. The
+  cffi build picks the fastest path the CPU has at load time (clmul folding,
+  the crc32 instruction, tables); ``MSGR_CRC32C=table|crc32|pclmul|vpclmul``
+  caps it, so tests can reach every path on one machine.
 * ``scan_frames(buf, start, end, rev1, max_segment, out, max_frames)
   -> (nframes, status, pos, need)`` -- validates and indexes every complete
   msgr2 crc-mode frame of a receive buffer in one call (``SCAN_*`` status

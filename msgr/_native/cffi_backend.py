@@ -70,8 +70,10 @@ def crc32c(seed: int, data: Any) -> int:
 
     Castagnoli polynomial (reflected 0x82F63B78), no initial or final
     inversion: the standard CRC-32C of ``x`` is
-    ``crc32c(0xFFFFFFFF, x) ^ 0xFFFFFFFF``.  Uses the SSE4.2 crc32
-    instruction when the CPU has it, else slice-by-8 tables.
+    ``crc32c(0xFFFFFFFF, x) ^ 0xFFFFFFFF``.  Uses carry-less multiply
+    folding (AVX-512 VPCLMULQDQ, or PCLMULQDQ) for 128 bytes and more and the
+    SSE4.2 crc32 instruction below, when the CPU has them, else slice-by-8
+    tables; ``MSGR_CRC32C=table|crc32|pclmul|vpclmul`` caps the level (tests).
 
     Args:
         seed: 32-bit starting value (0 .. 0xFFFFFFFF).
