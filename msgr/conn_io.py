@@ -318,7 +318,7 @@ class ConnectionIO:
                     if not m.has_pending_output():
                         break
                     seq0 = self._session.out_seq
-                    if _counters.HISTOGRAMS_ENABLED and self._session.out:
+                    if _counters.HISTOGRAMS_ENABLED and self._session.out.count:
                         now, hist = _monotonic(), counters.send_queue_latency   # one read per batch
                     else:
                         now, hist = self._reactor.time, None

@@ -149,6 +149,8 @@ class RxMixin:
         tight loop (no per-frame method dispatch); anything else goes through
         :meth:`next_event`. Stops after a fault, a session request or a halt.
         """
+        if not self._events and self._irec >= self._nrec and self._wpos == self._scan_end:
+            return []           # every frame taken and no byte since: nothing to do (hot path)
         out = []
         if self._events:
             out.extend(self._events)
@@ -177,7 +179,7 @@ class RxMixin:
         """
         unpack, recs, decode = _REC.unpack_from, self._recs, self._decode
         while True:
-            if self._irec >= self._nrec and not self._scan():
+            if self._irec >= self._nrec and (self._wpos == self._scan_end or not self._scan()):
                 return
             i, n = self._irec, self._nrec
             while i < n:

@@ -33,15 +33,15 @@ class OutQueue:
     known priorities, highest first.
     """
 
-    __slots__ = ("_queues", "_prios", "_len")
+    __slots__ = ("_queues", "_prios", "count")
 
     def __init__(self) -> None:
         self._queues: dict[int, deque] = {}
         self._prios: list = []
-        self._len = 0
+        self.count = 0          # messages queued (read-only outside; len() works too)
 
     def __len__(self) -> int:
-        return self._len
+        return self.count
 
     def _queue(self, priority: int) -> deque:
         q = self._queues.get(priority)
@@ -55,7 +55,7 @@ class OutQueue:
         if q is None:
             q = self._queue(msg.priority)
         q.append(msg)
-        self._len += 1
+        self.count += 1
 
     def push_all(self, msgs: list) -> None:
         """``push`` for each of ``msgs``, in order."""
@@ -65,12 +65,12 @@ class OutQueue:
             if q is None:
                 q = self._queue(m.priority)
             q.append(m)
-        self._len += len(msgs)
+        self.count += len(msgs)
 
     def push_front(self, msgs, priority: int = REQUEUE_PRIORITY) -> None:
         """Puts ``msgs`` (in order) ahead of everything at ``priority``."""
         self._queue(priority).extendleft(reversed(list(msgs)))
-        self._len += len(msgs)
+        self.count += len(msgs)
 
     def _top(self) -> deque:
         qs = self._queues
@@ -82,14 +82,14 @@ class OutQueue:
 
     def pop(self):
         """Removes and returns the next message, or None when empty."""
-        if not self._len:
+        if not self.count:
             return None
-        self._len -= 1
+        self.count -= 1
         return self._top().popleft()
 
     def pop_many(self, n: int) -> list:
         """Removes and returns up to ``n`` messages of the highest priority present."""
-        if not self._len:
+        if not self.count:
             return []
         q = self._top()
         if len(q) <= n:
@@ -98,7 +98,7 @@ class OutQueue:
         else:
             popleft = q.popleft
             out = [popleft() for _ in range(n)]
-        self._len -= len(out)
+        self.count -= len(out)
         return out
 
     def drop_requeued_up_to(self, seq: int) -> int | None:
@@ -113,13 +113,13 @@ class OutQueue:
         while rq and 0 < rq[0].seq <= seq:
             rq.popleft()
             n += 1
-        self._len -= n
+        self.count -= n
         return n
 
     def clear(self) -> list:
         """Empties the queue and returns what it held, in send order."""
         out = []
-        while self._len:
+        while self.count:
             out.append(self.pop())
         return out
 

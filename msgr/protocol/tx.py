@@ -43,7 +43,7 @@ class TxMixin:
     def has_pending_output(self) -> bool:
         """True if :meth:`data_to_send` would return something now."""
         return bool(self._out) or (self.state is _READY and (
-            bool(self.session.out) or self.session.ack_left > 0
+            self.session.out.count > 0 or self.session.ack_left > 0
             or self._keepalive_stamp is not None))
 
     def data_to_send(self, now: float = 0.0, budget: int = 1 << 20, send_hist=None) -> list:
@@ -66,7 +66,7 @@ class TxMixin:
                 sec, nsec = self._keepalive_stamp
                 self._keepalive_stamp = None
                 self._send(Tag.KEEPALIVE2, sec.to_bytes(4, "little") + nsec.to_bytes(4, "little"))
-            if self.session.out:
+            if self.session.out.count:
                 self._frame_messages(self._out, budget, now, send_hist)
             s = self.session
             if s.ack_left > 0 and not self.halted:
@@ -95,10 +95,9 @@ class TxMixin:
         extend = desc.extend
         seq = s.out_seq
         s.ack_left = 0
-        while len(buf) < budget and not self.halted:
-            batch = s.out.pop_many(_POP_BATCH)
-            if not batch:
-                break
+        queue = s.out
+        while queue.count and len(buf) < budget and not self.halted:
+            batch = queue.pop_many(_POP_BATCH)
             if hist is not None:
                 hist.observe_since(now, [m._queued_at for m in batch])
                 for m in batch:
