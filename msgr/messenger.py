@@ -24,7 +24,7 @@ from .delivery import DeliveryMixin
 from .entity import EntityAddr, EntityName, EntityType
 from .errors import ConfigError, LocalProtocolError, MsgrError
 from .policy import Policy, PolicySet
-from .protocol.bufpool import BufferPool
+from .bufpool import BufferPool
 from .protocol.params import MachineParams
 from .reactor.loop import EVENT_READ
 from .reactor.pool import ReactorPool

@@ -34,9 +34,9 @@ if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
 from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy  # noqa: E402
 
 if __package__:
-    from .loadgen_report import Fleet
+    from .loadgen_fleet import Fleet
 else:
-    from tools.loadgen_report import Fleet  # noqa: E402
+    from tools.loadgen_fleet import Fleet  # noqa: E402
 
 FRAME_OVERHEAD = 32 + 41 + 4 + 13                 # msgr2 rev1 crc mode, one segment
 MSG_PLAIN, MSG_ACKME, MSG_ACK, MSG_ECHO = 0x7200, 0x7201, 0x7202, 0x7203

@@ -9,7 +9,7 @@ dispatcher that is done with it would. Reported per message, median of
 ``--rounds`` alternating runs:
 
 * 64 B messages: the decode cost per message (no baseline: the figure to steer by);
-* 1 MiB messages: with the messenger's :class:`~msgr.protocol.bufpool.BufferPool`
+* 1 MiB messages: with the messenger's :class:`~msgr.bufpool.BufferPool`
   against a fresh buffer per large frame (the baseline, run alternately in the
   same process), and their ratio.
 
@@ -29,7 +29,7 @@ if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
     sys.path.insert(0, ROOT)                       # run by path from a checkout: the in-tree msgr
 
 from msgr import Message  # noqa: E402
-from msgr.protocol.bufpool import BufferPool  # noqa: E402
+from msgr.bufpool import BufferPool  # noqa: E402
 from msgr.testing.pair import MachinePair  # noqa: E402
 
 READ = 256 * 1024

@@ -21,7 +21,8 @@ from multiprocessing.connection import wait as mp_wait
 from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
 
 from .loadgen_cli import parse_args
-from .loadgen_report import (Fleet, LatencyHistogram, ProgressLine, finish, serve_metrics,
+from .loadgen_fleet import Fleet
+from .loadgen_report import (LatencyHistogram, ProgressLine, finish, serve_metrics,
                              sparse_delta, summarize)
 
 __all__ = ["main", "parse_args", "ClientJob", "LoadServer"]

@@ -33,7 +33,7 @@ class MachineParams:
         next_global_seq: returns a global_seq greater than its argument.
         rng: randomness for cookies (injectable for tests).
         interceptor: a ``msgr.testing.Interceptor`` (tests only), or None.
-        buffer_pool: a :class:`~msgr.protocol.bufpool.BufferPool` for large receive
+        buffer_pool: a :class:`~msgr.bufpool.BufferPool` for large receive
             buffers (shared by the messenger's machines), or None.
     """
 

@@ -8,7 +8,7 @@ the records. MESSAGE frames in READY are decoded in a tight loop
 at a time (``next_event``). Segments under ``ZERO_COPY_MIN`` bytes are copied
 out as ``bytes``; larger ones are handed out as memoryviews and the buffer is
 given away with them, so a large data segment is never copied. Given-away
-buffers go to the messenger's :class:`~msgr.protocol.bufpool.BufferPool`
+buffers go to the messenger's :class:`~msgr.bufpool.BufferPool`
 (``params.buffer_pool``), which hands them out again once the user has dropped
 every view of them, so a stream of large messages does not pay for a fresh
 zeroed buffer (and its page faults) each.

@@ -1,5 +1,5 @@
 """BufferPool: reuse only when nothing uses a buffer any more; bounded; size rule."""
-from msgr.protocol.bufpool import BufferPool
+from msgr.bufpool import BufferPool
 
 
 def test_free_buffer_comes_back_in_its_size_range():

@@ -8,7 +8,7 @@ import pytest
 from msgr import EntityAddr, EntityType, Message, Policy, RemoteProtocolError, TransportError
 from msgr.protocol.events import NEED_DATA, Established, Faulted, KeepaliveAck
 from msgr.protocol.frames import Tag, control_frame
-from msgr.protocol.bufpool import BufferPool
+from msgr.bufpool import BufferPool
 from msgr.protocol.machine import ProtocolMachine
 from msgr.protocol.states import ConnState
 from msgr.testing.pair import MachinePair, make_params

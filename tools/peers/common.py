@@ -16,7 +16,7 @@ import time
 import traceback
 
 from ..bench import _stats                  # median / p99 / min of ns latencies, in us
-from ..loadgen_report import Fleet
+from ..loadgen_fleet import Fleet
 
 LEN = struct.Struct("<I")
 END = LEN.pack(0)                           # the end marker: an empty frame (no workload sends one)
