@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from msgr import Dispatcher, EntityType, Message, Policy
+from msgr import EntityType, Message, Policy
 from tests.conftest import Recorder, wait_for
 
 N = 600

@@ -3,7 +3,6 @@
 Ported from src/test/msgr/test_msgr.cc (reference/ceph_api.md section 5) with
 stricter oracles: no loss, no duplicates, order kept, exact event counts.
 """
-import threading
 
 import pytest
 

@@ -1,7 +1,7 @@
 """Odd SESSION_RECONNECTs from a raw peer are answered as Ceph answers them."""
 import socket
 
-from msgr import EntityAddr, EntityName, EntityType, Message, Policy
+from msgr import EntityAddr, EntityType, Message, Policy
 from msgr.protocol.events import NEED_DATA, Established, RemoteReset
 from msgr.protocol.frames import Tag
 from msgr.protocol.machine import ProtocolMachine

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from msgr import EntityAddr, EntityType, Message, Policy
+from msgr import EntityType, Message, Policy
 from tests.conftest import Recorder, wait_for
 
 

@@ -5,7 +5,6 @@ import pytest
 
 from msgr import _native
 from msgr.entity import EntityAddr
-from msgr.protocol.encoding import Encoder
 from msgr.protocol.frames import HEADER2, Tag, control_frame, message_frame, segment_offsets
 from msgr.protocol.payloads import Hello, encode_hello
 
