@@ -33,6 +33,7 @@ COUNTER_NAMES = (
     "connection_faults", "reconnects", "session_resets", "bad_frames",
     "messages_dropped", "connections_opened", "connections_closed",
     "dispatched", "enqueued", "throttle_waits", "ready_timeouts", "idle_timeouts",
+    "busy_poll_hits", "busy_poll_misses",
 )
 
 #: Histogram attributes of :class:`Counters` (each a :class:`Histogram`).

@@ -132,6 +132,7 @@ class Messenger(DeliveryMixin):
         for r in self._pool:
             prods = self._dispatch.producers(r.index) if self._dispatch else []
             w = Worker(r, Counters(), prods)
+            r.counters = w.counters
             r.add_end_hook(self._flusher(w))
             self._workers.append(w)
         self._pool.start()

@@ -64,6 +64,7 @@ class Reactor:
         self.name = name
         self.index = index
         self.busy_poll = busy_poll
+        self.counters = None            # the owner's Counters (busy_poll_hits / _misses), if any
         self.load = 0
         self.time = time.monotonic()
         self._sel = selectors.DefaultSelector()
@@ -192,14 +193,19 @@ class Reactor:
         select, now = self._sel.select, time.monotonic
         start = now()
         window = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
+        counters = self.counters
         while True:
             events = select(0)
             if events:
+                if counters is not None:
+                    counters.busy_poll_hits += 1
                 return events
             spent = now() - start
             if spent >= window:
                 break
             os.sched_yield()            # a task sharing this CPU (the peer, say) runs first
+        if counters is not None:
+            counters.busy_poll_misses += 1
         return select(None if timeout is None else max(0.0, timeout - spent))
 
     def _run_timers(self) -> None:

@@ -225,3 +225,6 @@ def test_busy_poll_round_trips_and_sleeps_when_idle(server_client):
     cpu0 = time.process_time()
     wait_for(lambda: False, 0.5)
     assert time.process_time() - cpu0 < 0.15
+    for m in (s, c):                      # most replies were caught while polling
+        perf = m.perf_dump()
+        assert perf["busy_poll_hits"] > 50 and perf["busy_poll_misses"] >= 1, perf
