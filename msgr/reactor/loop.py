@@ -14,7 +14,9 @@ default): before sleeping, the loop polls without blocking for up to that
 long, yielding the CPU between polls. A reply that arrives within the window
 is picked up without a wake-up (on a VM about 25 us each way, plus the caches
 an idle vCPU loses), at the price of that much CPU after each burst of work.
-An idle reactor still sleeps: the window only follows activity.
+An idle reactor still sleeps: the window only follows activity, and
+:class:`~msgr.reactor.busypoll.BusyPoll` backs off when windows keep running
+out (sparse traffic).
 
 A callback that raises is logged and the loop goes on; the owner of the
 callback (a connection) is expected to catch its own errors.
@@ -29,6 +31,8 @@ import selectors
 import threading
 import time
 from collections import deque
+
+from .busypoll import BusyPoll
 
 __all__ = ["Reactor", "Timer", "EVENT_READ", "EVENT_WRITE"]
 
@@ -64,6 +68,7 @@ class Reactor:
         self.name = name
         self.index = index
         self.busy_poll = busy_poll
+        self._poll = BusyPoll(busy_poll) if busy_poll > 0 else None
         self.counters = None            # the owner's Counters (busy_poll_hits / _misses), if any
         self.load = 0
         self.time = time.monotonic()
@@ -170,7 +175,7 @@ class Reactor:
             timeout = 0
         elif self._timers:
             timeout = max(0.0, self._timers[0][0] - time.monotonic())
-        if self.busy_poll and timeout != 0:
+        if self._poll is not None and timeout != 0 and self._poll.should_poll():
             events = self._poll_busy(timeout)
         else:
             events = self._sel.select(timeout)
@@ -197,6 +202,7 @@ class Reactor:
         while True:
             events = select(0)
             if events:
+                self._poll.hit()
                 if counters is not None:
                     counters.busy_poll_hits += 1
                 return events
@@ -204,6 +210,7 @@ class Reactor:
             if spent >= window:
                 break
             os.sched_yield()            # a task sharing this CPU (the peer, say) runs first
+        self._poll.miss()
         if counters is not None:
             counters.busy_poll_misses += 1
         return select(None if timeout is None else max(0.0, timeout - spent))

@@ -228,3 +228,16 @@ def test_busy_poll_round_trips_and_sleeps_when_idle(server_client):
     for m in (s, c):                      # most replies were caught while polling
         perf = m.perf_dump()
         assert perf["busy_poll_hits"] > 50 and perf["busy_poll_misses"] >= 1, perf
+
+
+def test_busy_poll_backs_off_with_sparse_traffic(server_client):
+    """Requests 10 ms apart: the server's 2 ms polling windows keep running out,
+    so it stops polling at most wake-ups (without the back-off: a miss per request)."""
+    poll = {"ms_busy_poll_us": 2000, "dispatch_threads": 0}
+    s, sd, c, cd = server_client(server_cfg=poll, client_cfg=poll)
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    for i in range(60):
+        conn.send_message(Message(42, tid=i))
+        assert cd.get().tid == i
+        wait_for(lambda: False, 0.01)
+    assert s.perf_dump()["busy_poll_misses"] < 40
