@@ -60,26 +60,21 @@ class Throttle:
 class ThrottleSet:
     """The throttles one connection's messages pass: policy bytes, policy count, dispatch bytes.
 
-    Unlimited throttles (maximum 0) are left out; with a single throttle left
-    (the usual case: the dispatch byte throttle) a batch costs one lock round.
+    Unlimited throttles (maximum 0) are left out, so they cost no lock.
     """
 
-    __slots__ = ("throttles", "_one")
+    __slots__ = ("throttles",)
 
     def __init__(self, byte_throttles: tuple, msg_throttle: Throttle | None) -> None:
         self.throttles = tuple((t, False) for t in byte_throttles if t is not None and t.maximum)
         if msg_throttle is not None and msg_throttle.maximum:
             self.throttles += ((msg_throttle, True),)
-        self._one = self.throttles[0] if len(self.throttles) == 1 else None
 
     def try_get_batch(self, nbytes: int, nmsgs: int, waiter=None) -> bool:
         """Takes every share for ``nmsgs`` messages of ``nbytes`` in all, or none.
 
         ``waiter`` (if given) is called when a full throttle frees up.
         """
-        one = self._one
-        if one is not None:
-            return one[0].try_get(nmsgs if one[1] else nbytes, waiter, nmsgs == 1)
         taken = []
         for t, counts in self.throttles:
             n = nmsgs if counts else nbytes
@@ -92,9 +87,5 @@ class ThrottleSet:
 
     def put_batch(self, nbytes: int, nmsgs: int) -> None:
         """Gives back what :meth:`try_get_batch` took for these messages."""
-        one = self._one
-        if one is not None:
-            one[0].put(nmsgs if one[1] else nbytes)
-            return
         for t, counts in self.throttles:
             t.put(nmsgs if counts else nbytes)

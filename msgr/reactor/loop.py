@@ -67,7 +67,6 @@ class Reactor:
     def __init__(self, name: str, index: int = 0, busy_poll: float = 0.0) -> None:
         self.name = name
         self.index = index
-        self.busy_poll = busy_poll
         self._poll = BusyPoll(busy_poll) if busy_poll > 0 else None
         self.counters = None            # the owner's Counters (busy_poll_hits / _misses), if any
         self.load = 0
@@ -194,10 +193,10 @@ class Reactor:
             self._call(hook)
 
     def _poll_busy(self, timeout: float | None) -> list:
-        """Polls for up to ``busy_poll`` seconds (never past ``timeout``), then sleeps."""
+        """Polls for up to the BusyPoll window (never past ``timeout``), then sleeps."""
         select, now = self._sel.select, time.monotonic
         start = now()
-        window = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
+        window = self._poll.window if timeout is None else min(self._poll.window, timeout)
         counters = self.counters
         while True:
             events = select(0)
