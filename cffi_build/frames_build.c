@@ -1,12 +1,15 @@
 /*
  * frames_build.c -- fills in msgr2 crc-mode frames laid out by the caller.
  *
- * The Python side appends, for each frame, a 32-byte preamble placeholder,
- * the segments (with a 4-byte placeholder after segment 0 in rev1 when it is
- * not empty) and an epilogue placeholder (rev1: 13 bytes when more than one
- * segment; rev0: 17 bytes always), all contiguous in one buffer. One call then
- * writes every preamble (with its crc), segment crc and epilogue, so a batch
- * of messages costs one native call instead of several per message.
+ * The Python side appends, for each MESSAGE frame, a 32-byte preamble
+ * placeholder, the 41-byte header2, in rev1 a 4-byte placeholder for the
+ * header's crc, the front, middle and data segments and an epilogue
+ * placeholder (rev1: 13 bytes unless all three payload segments are empty;
+ * rev0: 17 bytes always), frame after frame from offset 0 of one buffer. One
+ * call then writes every preamble (with its crc), segment crc and epilogue, so
+ * a batch of messages costs one native call instead of several per message.
+ * Only the three payload lengths per frame cross the boundary: the offsets
+ * follow from them.
  */
 #include <stdint.h>
 #include <stddef.h>
@@ -30,7 +33,7 @@ static void put_le16(char *p, uint16_t v) {
 static int64_t frame_size(const int64_t *lens, int nseg, int rev1) {
   int64_t size = 32 + lens[0] + lens[1] + lens[2] + lens[3];
   if (rev1) {
-    if (lens[0] > 0) size += 4;
+    size += 4;   /* the header's crc */
     if (nseg > 1) size += 13;
   } else {
     size += 17;
@@ -38,39 +41,32 @@ static int64_t frame_size(const int64_t *lens, int nseg, int rev1) {
   return size;
 }
 
-static void write_preamble(char *p, int tag, int nseg, const int64_t *lens) {
+/* A MESSAGE preamble: segment alignments as Ceph sends them (data: 4096). */
+static void write_preamble(char *p, int nseg, const int64_t *lens) {
   static const uint16_t align[4] = {8, 8, 8, 4096};
   memset(p, 0, 32);
-  p[0] = (char)tag;
+  p[0] = (char)MSGR_TAG_MESSAGE;
   p[1] = (char)nseg;
   for (int i = 0; i < nseg; i++) {
     put_le32(p + 2 + 6 * i, (uint32_t)lens[i]);
-    put_le16(p + 6 + 6 * i, tag == 17 ? align[i] : 8);
+    put_le16(p + 6 + 6 * i, align[i]);
   }
   put_le32(p + 28, msgr_crc32c(0, p, 28));
 }
 
-static int64_t fill_one(char *buf, int64_t buflen, const int64_t *d, int rev1) {
-  int64_t off = d[0];
-  int tag = (int)d[1];
-  const int64_t *lens = d + 2;
-  int nseg = 4;
+/* Fills the frame at buf[off:] with segment lengths lens[4] (lens[0] is the header). */
+static void fill_one(char *buf, int64_t off, const int64_t *lens, int nseg, int rev1) {
   uint32_t crc[4] = {0, 0, 0, 0};
-  for (int i = 0; i < 4; i++)
-    if (lens[i] < 0 || lens[i] > 0xffffffffLL) return -1;
-  while (nseg > 1 && lens[nseg - 1] == 0) nseg--;
-  if (off < 0 || tag < 1 || tag > 255 || off + frame_size(lens, nseg, rev1) > buflen)
-    return -1;
   char *p = buf + off + 32;
   for (int i = 0; i < nseg; i++) {
     crc[i] = msgr_crc32c(0xffffffffu, p, (size_t)lens[i]);
     p += lens[i];
-    if (rev1 && i == 0 && lens[0] > 0) {
+    if (rev1 && i == 0) {
       put_le32(p, crc[0]);
       p += 4;
     }
   }
-  write_preamble(buf + off, tag, nseg, lens);
+  write_preamble(buf + off, nseg, lens);
   if (rev1) {
     if (nseg > 1) {
       p[0] = 0x0e;
@@ -80,12 +76,21 @@ static int64_t fill_one(char *buf, int64_t buflen, const int64_t *d, int rev1) {
     p[0] = 0;
     for (int i = 0; i < 4; i++) put_le32(p + 1 + 4 * i, i < nseg ? crc[i] : 0);
   }
-  return 0;
 }
 
-int64_t msgr_frame_fill(char *buf, int64_t buflen, const int64_t *desc, int64_t n, int rev1) {
+int64_t msgr_fill_message_frames(char *buf, int64_t buflen, const int64_t *lens, int64_t n,
+                                 int rev1) {
+  int64_t off = 0;
   for (int64_t k = 0; k < n; k++) {
-    if (fill_one(buf, buflen, desc + 6 * k, rev1) != 0) return -1 - k;
+    int64_t seg[4] = {MSGR_HEADER2_SIZE, lens[3 * k], lens[3 * k + 1], lens[3 * k + 2]};
+    int nseg = 4;
+    for (int i = 1; i < 4; i++)
+      if (seg[i] < 0 || seg[i] > 0xffffffffLL) return -1 - k;
+    while (nseg > 1 && seg[nseg - 1] == 0) nseg--;
+    int64_t size = frame_size(seg, nseg, rev1);
+    if (size > buflen - off) return -1 - k;
+    fill_one(buf, off, seg, nseg, rev1);
+    off += size;
   }
   return 0;
 }

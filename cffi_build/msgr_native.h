@@ -41,15 +41,18 @@ int64_t msgr_scan_frames(const char *buf, int64_t start, int64_t end,
 
 /* ---- msgr2 crc-mode frame builder (batch) ---- */
 
-#define MSGR_FRAME_DESC_SIZE 6
+#define MSGR_TAG_MESSAGE 17
+#define MSGR_HEADER2_SIZE 41
 
 /*
- * Fills n frames laid out in buf (see frames_build.c). Frame k is described
- * by desc[6k:6k+6] = {offset, tag, len0, len1, len2, len3}. Returns 0, or
- * -1-k when frame k does not fit in buflen or is malformed (nothing after it
- * is written).
+ * Fills n MESSAGE frames laid out back to back from buf[0] (see
+ * frames_build.c). Frame k has payload segments of lens[3k], lens[3k+1] and
+ * lens[3k+2] bytes (front, middle, data). Returns 0, or -1-k when frame k
+ * does not fit in buflen or a length is out of range (nothing from frame k
+ * on is written).
  */
-int64_t msgr_frame_fill(char *buf, int64_t buflen, const int64_t *desc, int64_t n, int rev1);
+int64_t msgr_fill_message_frames(char *buf, int64_t buflen, const int64_t *lens, int64_t n,
+                                 int rev1);
 
 /* ---- SPSC ring set: counters and eventcount (slots live in Python) ---- */
 

@@ -12,6 +12,7 @@ Importing this module raises ImportError when the extension is not built
 from __future__ import annotations
 
 import time
+from array import array as _array
 from typing import Any, List, Optional, Sequence
 
 from ._cffi import ffi, lib
@@ -32,7 +33,7 @@ __all__ = [
     "Scanner",
     "crc32c",
     "crc32c_sw",
-    "frame_fill",
+    "fill_message_frames",
     "scan_frames",
 ]
 
@@ -51,7 +52,7 @@ _from_buffer = ffi.from_buffer
 _crc_hw = lib.msgr_crc32c
 _crc_sw = lib.msgr_crc32c_sw
 _scan = lib.msgr_scan_frames
-_fill = lib.msgr_frame_fill
+_fill = lib.msgr_fill_message_frames
 _publish = lib.msgr_ring_publish
 _head = lib.msgr_ring_head
 _wait = lib.msgr_ringset_wait
@@ -89,22 +90,24 @@ def crc32c(seed: int, data: Any) -> int:
     return _crc(_crc_hw, seed, data)
 
 
-def frame_fill(buf: bytearray, desc: Any, n: int, rev1: bool) -> None:
-    """Writes preambles, segment crcs and epilogues of ``n`` frames laid out in ``buf``.
+def fill_message_frames(buf: bytearray, lens: Sequence[int], n: int, rev1: bool) -> None:
+    """Writes preambles, segment crcs and epilogues of ``n`` MESSAGE frames in ``buf``.
 
-    Args:
-        buf: a writable buffer holding the frames, placeholders included.
-        desc: a list of ints or an ``array('q')`` with ``n * 6`` items: offset, tag,
-            len0..len3 per frame.
-        rev1: msgr2.1 layout if True, else msgr2.0.
+    The frames lie back to back from ``buf[0]``, each laid out as
+    ``frames_build.c`` describes (placeholders included), with front, middle
+    and data segments of ``lens[3k]``, ``lens[3k+1]`` and ``lens[3k+2]`` bytes.
+    ``lens`` is converted to an ``int64_t`` array in one step (``array('q')``
+    does it about 3x faster per item than cffi's list conversion).
 
     Raises:
-        ValueError: a frame does not fit in ``buf`` or is malformed.
+        ValueError: a frame does not fit in ``buf`` or a length is out of range.
     """
-    if len(desc) < 6 * n:
-        raise ValueError("desc holds fewer than n frames")
-    cdesc = desc if type(desc) is list else _from_buffer("int64_t[]", desc)
-    r = _fill(_from_buffer(buf), len(buf), cdesc, n, 1 if rev1 else 0)
+    if len(lens) < 3 * n:
+        raise ValueError("lens holds fewer than 3 * n lengths")
+    if n <= 0:
+        return
+    r = _fill(_from_buffer(buf), len(buf), _from_buffer("int64_t[]", _array("q", lens)), n,
+              1 if rev1 else 0)
     if r:
         raise ValueError(f"frame {-1 - r} does not fit in the buffer or is malformed")
 

@@ -29,7 +29,7 @@ __all__ = [
     "Scanner",
     "crc32c",
     "crc32c_sw",
-    "frame_fill",
+    "fill_message_frames",
     "scan_frames",
 ]
 
@@ -128,21 +128,25 @@ _RECORD = struct.Struct("=8q")
 
 
 _ALIGN = (8, 8, 8, 4096)
+_TAG_MESSAGE = 17
+HEADER2_SIZE = 41   # ceph_msg_header2, as msgr.protocol.frames.HEADER2 (a unit test compares)
 
 
-def frame_fill(buf: bytearray, desc: Any, n: int, rev1: bool) -> None:
-    """Pure-Python twin of the native ``frame_fill`` (same layout, same checks)."""
-    if len(desc) < 6 * n:
-        raise ValueError("desc holds fewer than n frames")
+def fill_message_frames(buf: bytearray, lens: Sequence[int], n: int, rev1: bool) -> None:
+    """Pure-Python twin of the native ``fill_message_frames`` (same layout, same checks)."""
+    if len(lens) < 3 * n:
+        raise ValueError("lens holds fewer than 3 * n lengths")
+    off = 0
     for k in range(n):
-        off, tag, *lens = desc[6 * k:6 * k + 6]
+        seg = [HEADER2_SIZE, *lens[3 * k:3 * k + 3]]
         nseg = 4
-        while nseg > 1 and lens[nseg - 1] == 0:
+        while nseg > 1 and seg[nseg - 1] == 0:
             nseg -= 1
-        size = 32 + sum(lens) + ((4 if lens[0] else 0) + (13 if nseg > 1 else 0) if rev1 else 17)
-        if off < 0 or not 1 <= tag <= 255 or off + size > len(buf) or min(lens) < 0:
+        size = 32 + sum(seg) + (4 + (13 if nseg > 1 else 0) if rev1 else 17)
+        if off + size > len(buf) or min(seg) < 0 or max(seg) > 0xFFFFFFFF:
             raise ValueError(f"frame {k} does not fit in the buffer or is malformed")
-        _fill_one(buf, off, tag, nseg, lens, rev1)
+        _fill_one(buf, off, _TAG_MESSAGE, nseg, seg, rev1)
+        off += size
 
 
 def _fill_one(buf, off: int, tag: int, nseg: int, lens, rev1: bool) -> None:
@@ -156,7 +160,7 @@ def _fill_one(buf, off: int, tag: int, nseg: int, lens, rev1: bool) -> None:
     pre = bytearray(28)
     pre[0], pre[1] = tag, nseg
     for i in range(nseg):
-        struct.pack_into("<IH", pre, 2 + 6 * i, lens[i], _ALIGN[i] if tag == 17 else 8)
+        struct.pack_into("<IH", pre, 2 + 6 * i, lens[i], _ALIGN[i])
     buf[off:off + 28] = pre
     struct.pack_into("<I", buf, off + 28, crc32c(0, pre))
     if rev1:

@@ -2,8 +2,8 @@
 
 ``send_message`` only queues; ``data_to_send`` frames what the session may
 send now, highest priority first. Messages are laid out in one batch buffer
-(small segments copied in) and one native call (``frame_fill``) writes every
-preamble, CRC and epilogue; a message with a segment over ``COPY_LIMIT`` is
+(small segments copied in) and one native call (``fill_message_frames``) writes
+every preamble, CRC and epilogue; a message with a segment over ``COPY_LIMIT`` is
 framed on its own with that segment referenced, so it is never copied.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from .. import _native
-from .frames import HEADER2, HEADER2_SIZE, Tag, message_frame
+from .frames import HEADER2, Tag, message_frame
 from .intercept import WRITE_BPS
 from .states import ConnState
 
@@ -91,8 +91,8 @@ class TxMixin:
         pack, ic = HEADER2.pack, self._ic
         lead = (_LEAD_REV1 if rev1 else _LEAD_REV0).pack     # preamble placeholder + header2
         epi = _ZERO13 if rev1 else _ZERO17
-        buf, desc = bytearray(), []
-        extend = desc.extend
+        buf, lens = bytearray(), []
+        extend = lens.extend
         seq = s.out_seq
         s.ack_left = 0
         queue = s.out
@@ -110,13 +110,13 @@ class TxMixin:
                 f, mid, d = m.front, m.middle, m.data
                 lf, lm, ld = len(f), len(mid), len(d)
                 if ld > COPY_LIMIT or lf > COPY_LIMIT or lm > COPY_LIMIT:
-                    buf, desc = self._flush_batch(out, buf, desc)
-                    extend = desc.extend
+                    buf, lens = self._flush_batch(out, buf, lens)
+                    extend = lens.extend
                     hdr = pack(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off, in_seq,
                                _FRAME_FLAGS, m.compat_version, 0)
                     out.extend(message_frame(hdr, f, mid, d, rev1, COPY_LIMIT))
                 else:
-                    extend((len(buf), _MESSAGE, HEADER2_SIZE, lf, lm, ld))
+                    extend((lf, lm, ld))
                     buf += lead(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off, in_seq,
                                 _FRAME_FLAGS, m.compat_version, 0)
                     if lf:
@@ -132,7 +132,7 @@ class TxMixin:
             if len(buf) >= budget or self.halted:
                 break
         s.out_seq = seq
-        self._flush_batch(out, buf, desc)
+        self._flush_batch(out, buf, lens)
 
     def _hit_after(self, seq: int, batch: list, i: int) -> bool:
         """Interceptor breakpoint after framing ``batch[i]``; False when halted.
@@ -153,8 +153,9 @@ class TxMixin:
             s.out.push_front(rest, rest[0].priority)
         return not self.halted
 
-    def _flush_batch(self, out: list, buf: bytearray, desc: list):
-        if desc:
-            _native.frame_fill(buf, desc, len(desc) // 6, self.rev1)
+    def _flush_batch(self, out: list, buf: bytearray, lens: list):
+        """Fills the frames laid out in ``buf`` (``lens``: 3 per frame) and queues it."""
+        if lens:
+            _native.fill_message_frames(buf, lens, len(lens) // 3, self.rev1)
             out.append(buf)
         return bytearray(), []

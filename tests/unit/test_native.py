@@ -23,6 +23,7 @@ import pytest
 
 import msgr._native as native
 from msgr._native import pure
+from msgr.protocol import frames
 
 try:
     from msgr._native import cffi_backend
@@ -400,6 +401,52 @@ def test_crc32c_fold_constants_rederived():
 
 
 # ------------------------------------------------------------ frame scanner
+
+
+def _laid_out(msgs, rev1):
+    """A batch as the send side lays it out: zeroed placeholders around the segments."""
+    buf, lens = bytearray(), []
+    for header, front, middle, data in msgs:
+        buf += bytes(32) + header + (bytes(4) if rev1 else b"") + front + middle + data
+        if front or middle or data or not rev1:
+            buf += bytes(13 if rev1 else 17)
+        lens += [len(front), len(middle), len(data)]
+    return buf, lens
+
+
+@pytest.mark.parametrize("rev1", [True, False])
+def test_fill_message_frames_matches_message_frame(nat, rev1):
+    rnd = random.Random(5)
+    msgs = [(bytes(rnd.randrange(256) for _ in range(41)), f, m, d)
+            for f, m, d in [(b"", b"", b""), (b"front", b"", b""), (b"", b"mid", b""),
+                            (b"", b"", b"d" * 100), (b"f" * 7, b"m" * 3, b"d" * 4097)]]
+    buf, lens = _laid_out(msgs, rev1)
+    nat.fill_message_frames(buf, lens, len(msgs), rev1)
+    want = b"".join(bytes(b) for h, f, m, d in msgs
+                    for b in frames.message_frame(h, f, m, d, rev1))
+    assert bytes(buf) == want
+
+
+@pytest.mark.parametrize("rev1", [True, False])
+def test_fill_message_frames_rejects_bad_layouts(nat, rev1):
+    buf, lens = _laid_out([(bytes(41), b"abc", b"", b"")], rev1)
+    before = bytes(buf)
+    nat.fill_message_frames(buf, lens, 0, rev1)            # nothing to fill
+    assert buf == before
+    with pytest.raises(ValueError):
+        nat.fill_message_frames(buf[:-1], lens, 1, rev1)   # one byte short
+    with pytest.raises(ValueError):
+        nat.fill_message_frames(buf, lens[:2], 1, rev1)    # too few lengths
+    with pytest.raises(ValueError):
+        nat.fill_message_frames(buf, [-1, 4, 0], 1, rev1)  # a negative length
+    with pytest.raises(ValueError):
+        nat.fill_message_frames(buf, [1 << 32, 0, 0], 1, rev1)
+
+
+def test_header2_size_agrees():
+    assert pure.HEADER2_SIZE == frames.HEADER2_SIZE
+    if cffi_backend is not None:
+        assert cffi_backend.lib.MSGR_HEADER2_SIZE == frames.HEADER2_SIZE
 
 
 def test_builder_matches_spec_vectors():
