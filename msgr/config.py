@@ -44,6 +44,7 @@ class Config:
     ms_inject_seed: int = 0
     ms_ring_capacity: int = 4096
     ms_busy_poll_us: int = 0
+    ms_reply_flush_msgs: int = 8
     auth_name: str = ""
 
     def __post_init__(self) -> None:
@@ -54,7 +55,7 @@ class Config:
         for name in ("ms_initial_backoff", "ms_max_backoff", "ms_connection_ready_timeout",
                      "ms_connection_idle_timeout", "ms_inject_delay_max",
                      "ms_inject_internal_delays", "ms_tcp_rcvbuf", "ms_inject_socket_failures",
-                     "ms_busy_poll_us"):
+                     "ms_busy_poll_us", "ms_reply_flush_msgs"):
             _at_least(self, name, 0)
         for name in ("ms_dispatch_throttle_bytes", "ms_max_segment_bytes", "ms_send_batch_bytes"):
             _at_least(self, name, 1)

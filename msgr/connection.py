@@ -5,7 +5,8 @@ birth to death. Its user-facing methods may be called from any thread: they
 touch only ``_lock``-protected fields (the pending list, the closed flag) and
 submit work to the reactor. Everything else (transport, ProtocolMachine,
 Session, timers) is owned by the reactor thread: the I/O driving is in
-``conn_io.py``, what happens after a fault (reconnect, standby, replace) in
+``conn_io.py``, what the machine's events lead to (delivery, throttling) in
+``conn_events.py``, what happens after a fault (reconnect, standby, replace) in
 ``failover.py``. One machine runs per transport; the Session outlives
 transports on lossless policies, so a reconnect continues the same ordered
 stream, and a replacing socket is moved into this object, so the user's
@@ -18,6 +19,7 @@ from threading import get_ident as _get_ident
 from time import monotonic as _monotonic
 
 from . import counters as _counters
+from .conn_events import ConnectionEvents
 from .conn_io import ConnectionIO
 from .entity import EntityAddr, EntityType
 from .failover import Failover
@@ -28,7 +30,7 @@ from .protocol.session import Session
 __all__ = ["Connection"]
 
 
-class Connection(ConnectionIO, Failover):
+class Connection(ConnectionIO, ConnectionEvents, Failover):
     """A connection to one peer (see the module docstring).
 
     Attributes (API.md): ``peer_addr``, ``peer_name``, ``peer_type``,
@@ -75,6 +77,7 @@ class Connection(ConnectionIO, Failover):
         self._keepalive_wanted = False
         self._delay = None
         self._write_soon = False
+        self._flush_every = msgr.config.ms_reply_flush_msgs
         self._throttles = msgr._throttles_for(self.peer_type) if outgoing else None
 
     def _attach(self, producer) -> None:

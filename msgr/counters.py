@@ -33,7 +33,7 @@ COUNTER_NAMES = (
     "connection_faults", "reconnects", "session_resets", "bad_frames",
     "messages_dropped", "connections_opened", "connections_closed",
     "dispatched", "enqueued", "throttle_waits", "ready_timeouts", "idle_timeouts",
-    "busy_poll_hits", "busy_poll_misses",
+    "busy_poll_hits", "busy_poll_misses", "early_reply_writes",
 )
 
 #: Histogram attributes of :class:`Counters` (each a :class:`Histogram`).

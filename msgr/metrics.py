@@ -95,6 +95,9 @@ METRICS = (
     MetricDef("msgr_busy_poll_misses_total", "counter",
               "Busy polls whose window ran out, so the reactor slept after all.",
               "polls", "busy_poll_misses"),
+    MetricDef("msgr_early_reply_writes_total", "counter",
+              "Replies written in the middle of a received burst (ms_reply_flush_msgs), "
+              "while the CPUs had headroom.", "writes", "early_reply_writes"),
     MetricDef("msgr_connections_opened_total", "counter",
               "Connections created (dialled or accepted).", "connections", "connections_opened"),
     MetricDef("msgr_connections_closed_total", "counter", "Connections closed for good.",

@@ -33,6 +33,7 @@ import time
 from collections import deque
 
 from .busypoll import BusyPoll
+from .headroom import CpuHeadroom
 
 __all__ = ["Reactor", "Timer", "EVENT_READ", "EVENT_WRITE"]
 
@@ -69,6 +70,7 @@ class Reactor:
         self.index = index
         self._poll = BusyPoll(busy_poll) if busy_poll > 0 else None
         self.counters = None            # the owner's Counters (busy_poll_hits / _misses), if any
+        self.headroom = CpuHeadroom()   # owner-only: may a connection write replies early?
         self.load = 0
         self.time = time.monotonic()
         self._sel = selectors.DefaultSelector()

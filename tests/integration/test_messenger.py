@@ -241,3 +241,43 @@ def test_busy_poll_backs_off_with_sparse_traffic(server_client):
         assert cd.get().tid == i
         wait_for(lambda: False, 0.01)
     assert s.perf_dump()["busy_poll_misses"] < 40
+
+
+class _Headroom:
+    """Stands in for a reactor's CpuHeadroom with a fixed answer."""
+
+    def __init__(self, spare: bool) -> None:
+        self.answer = spare
+
+    def spare(self, now: float) -> bool:
+        return self.answer
+
+
+def _set_headroom(m, spare: bool) -> None:
+    """Swaps each reactor's headroom on its own thread (the reactor owns it)."""
+    done = []
+    for r in m._pool.reactors:
+        r.submit(lambda r=r: done.append(setattr(r, "headroom", _Headroom(spare))))
+    assert wait_for(lambda: len(done) == len(m._pool.reactors))
+
+
+@pytest.mark.parametrize("spare,flush_every", [(True, 8), (False, 8), (True, 0)])
+def test_replies_written_mid_burst_only_with_headroom(server_client, spare, flush_every):
+    """ms_reply_flush_msgs: an inline-dispatching server writes the replies to a long
+    burst every 8 requests while the CPUs have headroom, else once per burst;
+    either way every reply arrives once, in order."""
+    cfg = {"dispatch_threads": 0, "io_threads": 1, "ms_reply_flush_msgs": flush_every}
+    s, sd, c, cd = server_client(server_cfg=cfg)
+    _set_headroom(s, spare)
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    conn.send_message(Message(1, tid=0))
+    assert cd.get().tid == 0
+    for i in range(1, 2001):
+        conn.send_message(Message(1, front=bytes(1000), tid=i))
+    assert wait_for(lambda: len(cd.msgs) == 2001, 20), len(cd.msgs)
+    assert [m.tid for m in cd.msgs] == list(range(2001))
+    early = s.perf_dump()["early_reply_writes"]
+    if spare and flush_every:
+        assert early > 0
+    else:
+        assert early == 0
