@@ -26,11 +26,16 @@ from .handshake import BANNER_PREFIX
 from .intercept import BANNER_READ, READ_BPS
 from .states import ConnState, Input
 
-__all__ = ["RxMixin", "ZERO_COPY_MIN", "RX_INITIAL", "MAX_RECORDS"]
+__all__ = ["RxMixin", "ZERO_COPY_MIN", "RX_INITIAL", "MAX_RECORDS", "EVENTS_PER_CALL"]
 
 ZERO_COPY_MIN = 128 * 1024
 RX_INITIAL = 16 * 1024     # a new connection's receive buffer; grows on full reads
 MAX_RECORDS = 64
+# Messages one next_events() call returns, at most (about: a scan's records are
+# finished first). A bounded batch keeps few received Messages alive at once, so
+# most die before the cyclic GC's youngest generation fills (700 objects) and
+# are never traversed or promoted: 64 B decode 1150 -> 1026 ns (A/B, one process).
+EVENTS_PER_CALL = MAX_RECORDS
 _SCAN_ERRORS = {
     _native.SCAN_BAD_PREAMBLE_CRC: ("bad preamble crc", "bad_crc"),
     _native.SCAN_BAD_SEGMENT_COUNT: ("bad segment count", "bad_frame"),
@@ -143,7 +148,10 @@ class RxMixin:
         return self._events.popleft() if self._events else NEED_DATA
 
     def next_events(self) -> list:
-        """Every event available now, in order (possibly empty: NEED_DATA).
+        """The events available now, in order; empty means NEED_DATA.
+
+        At most about ``EVENTS_PER_CALL`` messages per call: call again until it
+        returns an empty list.
 
         The hot path: consecutive MESSAGE frames in READY are decoded in one
         tight loop (no per-frame method dispatch); anything else goes through
@@ -178,7 +186,7 @@ class RxMixin:
         call (the caller's ``next_events`` picks the path again).
         """
         unpack, recs, decode = _REC.unpack_from, self._recs, self._decode
-        while True:
+        while len(out) < EVENTS_PER_CALL:
             if self._irec >= self._nrec and (self._wpos == self._scan_end or not self._scan()):
                 return
             i, n = self._irec, self._nrec
