@@ -12,7 +12,6 @@ import selectors
 import socket
 import time
 
-from ..bench import _sendmsg_all
 from .common import END, LEN, SETUP_S, FrameCounter, frame, now_ns, rt_result
 
 BATCH_FRAMES, BATCH_BYTES = 512, 4 << 20
@@ -22,6 +21,13 @@ def _nodelay(s: socket.socket, timeout: float) -> socket.socket:
     s.settimeout(timeout)                     # a bound on every wait, not a polling interval
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
+
+
+def sendmsg_all(sock: socket.socket, bufs: list) -> None:
+    """One ``sendmsg`` of ``bufs``; the rare short write of a blocking socket is finished."""
+    total, done = sum(len(b) for b in bufs), sock.sendmsg(bufs)
+    if done < total:
+        sock.sendall(b"".join(bufs)[done:])
 
 
 def serve(spec, ctl) -> dict:
@@ -110,7 +116,7 @@ def _oneway(spec, socks: list) -> dict:
             if k > 1:
                 m = min(k, left[i])
                 if m:
-                    _sendmsg_all(s, batch if m == k else batch[:m])
+                    sendmsg_all(s, batch if m == k else batch[:m])
             else:
                 m = min(256, left[i])             # 256 single sends per connection per round
                 send = s.sendall

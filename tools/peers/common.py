@@ -15,7 +15,6 @@ import struct
 import time
 import traceback
 
-from ..bench import _stats                  # median / p99 / min of ns latencies, in us
 from ..loadgen_fleet import Fleet
 
 LEN = struct.Struct("<I")
@@ -50,6 +49,15 @@ class PeerError(RuntimeError):
     """A peer process failed, hung past its bound, or died."""
 
 
+def latency_stats(lat_ns: list) -> dict:
+    """Median, p99 and min (nearest rank) of latencies in ns, in microseconds."""
+    s = sorted(lat_ns) or [0]
+
+    def pick(p: float) -> float:
+        return s[min(len(s) - 1, max(0, -(-len(s) * p // 100) - 1))] / 1e3
+    return {"n": len(lat_ns), "median_us": pick(50), "p99_us": pick(99), "min_us": s[0] / 1e3}
+
+
 def now_ns() -> int:
     return time.monotonic_ns()
 
@@ -72,7 +80,7 @@ def frame(size: int) -> bytes:
 
 def rt_result(lat_ns: list, warmup: int, cpu: float) -> dict:
     """The client's round-trip figures: latency stats of the recorded ones, CPU per round trip."""
-    out = _stats(lat_ns[warmup:])
+    out = latency_stats(lat_ns[warmup:])
     out.update(total=len(lat_ns), client_cpu_s=cpu)
     return out
 
