@@ -43,7 +43,7 @@ import struct
 import sys
 import time
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
@@ -70,6 +70,7 @@ POLICIES = {  # name: (server policy, client policy, clients bound)
 FIGURES = ("requests_sent", "echoes_sent", "req_received", "echo_received", "awaiting_echo",
            "duplicated", "duplicated_req", "duplicated_echo", "out_of_order", "corrupt",
            "resets", "remote_resets", "mark_downs", "restarts")
+_COUNTED = ("connection_faults", "early_reply_writes")   # perf_dump counters reported
 
 
 def parse(msg, kind: int):
@@ -151,11 +152,12 @@ class Soak:
         self.clients: list = []
         self.conn_ids = itertools.count(1)
         self.stream_seq: dict = defaultdict(int)
-        self.dead_faults, self.timeline = 0, []
+        self.dead = Counter()           # perf_dump counters of stopped servers
+        self.timeline = []
         self.blob = random.Random(args.seed).randbytes(2 * MAX_SIZE)
 
     def _config(self) -> Config:
-        return Config(io_threads=1, dispatch_threads=1,
+        return Config(io_threads=1, dispatch_threads=self.args.dispatch_threads,
                       ms_inject_socket_failures=self.args.failures,
                       ms_inject_seed=self.rng.randrange(1, 1 << 31), ms_initial_backoff=0.05,
                       ms_max_backoff=1.0)
@@ -195,7 +197,8 @@ class Soak:
         if not old.wait(STOP_TIMEOUT):
             raise RuntimeError(f"{old} did not stop within {STOP_TIMEOUT}s")
         self.tracker.restart(i, self.incarnations[i])   # stamped once it has stopped
-        self.dead_faults += old.perf_dump()["connection_faults"]
+        dump = old.perf_dump()
+        self.dead.update({k: dump[k] for k in _COUNTED})
         self.incarnations[i] += 1
         self.start_server(i)
 
@@ -268,7 +271,7 @@ class Soak:
 
     def _stop_all(self) -> bool:
         fleet = [m for m in self.servers + self.clients if m is not None]
-        self.final_faults = self.faults()
+        self.final_counts = self.counts()
         for m in fleet:
             m.shutdown()
         stuck = [m for m in fleet if not m.wait(STOP_TIMEOUT)]
@@ -276,16 +279,23 @@ class Soak:
             print(f"soak: {m} did not stop within {STOP_TIMEOUT}s", file=sys.stderr)
         return not stuck
 
-    def faults(self) -> int:
-        live = [m for m in self.servers + self.clients if m is not None]
-        return self.dead_faults + sum(m.perf_dump()["connection_faults"] for m in live)
+    def counts(self) -> dict:
+        """The ``_COUNTED`` perf_dump counters over every messenger, stopped ones included."""
+        total = Counter(self.dead)
+        for m in self.servers + self.clients:
+            if m is not None:
+                dump = m.perf_dump()
+                total.update({k: dump[k] for k in _COUNTED})
+        return {k: total[k] for k in _COUNTED}
 
-    def figures(self, faults: int | None = None) -> dict:
+    def figures(self, counts: dict | None = None) -> dict:
         c = self.tracker.snapshot()
         f = {"sent": c["requests_sent"] + c["echoes_sent"],
              "received": c["req_received"] + c["echo_received"]}
         f.update({k: c[k] for k in FIGURES + ("duplicated_after_reported_reset",)})
-        f["faults"] = self.faults() if faults is None else faults
+        counts = self.counts() if counts is None else counts
+        f["faults"] = counts["connection_faults"]
+        f["early_reply_writes"] = counts["early_reply_writes"]
         return f
 
     def report(self, elapsed: float, phase: str) -> None:
@@ -294,11 +304,12 @@ class Soak:
         print(f"[{elapsed:6.0f}s {phase:5}] sent {f['sent']} received {f['received']} "
               f"awaiting {f['awaiting_echo']} dup {f['duplicated']} ooo {f['out_of_order']} "
               f"corrupt {f['corrupt']} resets {f['resets']} remote_resets {f['remote_resets']} "
-              f"faults {f['faults']} mark_downs {f['mark_downs']} restarts {f['restarts']}",
+              f"faults {f['faults']} mark_downs {f['mark_downs']} restarts {f['restarts']} "
+              f"early_writes {f['early_reply_writes']}",
               flush=True)
 
     def _final(self, t0: float, stopped: bool) -> int:
-        f, v = self.figures(self.final_faults), self.tracker.verdicts(self.incarnations)
+        f, v = self.figures(self.final_counts), self.tracker.verdicts(self.incarnations)
         dropped = {k[len("dropped_"):]: n for k, n in v.items() if k.startswith("dropped_")}
         f.update(lost=v["lost_requests"] + v["lost_echoes"], lost_requests=v["lost_requests"],
                  lost_echoes=v["lost_echoes"], dropped_by_reported_reset=sum(dropped.values()),
@@ -327,6 +338,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--restart-every", type=float, default=8.0,
                    help="mean seconds between server restarts (0: none)")
     p.add_argument("--drain", type=float, default=60.0, help="max seconds to drain at the end")
+    p.add_argument("--dispatch-threads", type=int, default=1,
+                   help="per messenger; 0 dispatches on the reactor, so echoes take the direct "
+                        "send path and long bursts get early reply writes (ms_reply_flush_msgs)")
     p.add_argument("--json", help="write the figures and the timeline to this file")
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.peers < 1 or min(

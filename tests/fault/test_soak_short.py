@@ -15,12 +15,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("policy,seed", [("lossless_client", 11), ("lossless_peer", 21),
-                                         ("lossless_peer_reuse", 13)])
-def test_soak_oracle_holds(policy, seed, tmp_path):
+@pytest.mark.parametrize("policy,seed,dispatch_threads", [
+    ("lossless_client", 11, 1), ("lossless_peer", 21, 1), ("lossless_peer_reuse", 13, 1),
+    ("lossless_client", 12, 0),     # echoes sent on the reactor: the direct send path
+])
+def test_soak_oracle_holds(policy, seed, dispatch_threads, tmp_path):
     out = tmp_path / "soak.json"
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "soak.py"), "--minutes", "0.12",
                         "--policy", policy, "--seed", str(seed), "--drain", "30",
+                        "--dispatch-threads", str(dispatch_threads),
                         "--json", str(out)], capture_output=True, text=True, timeout=110,
                        cwd=ROOT, env=dict(os.environ, SOAK_DEBUG="1"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
