@@ -1,0 +1,237 @@
+"""bench_instructions.py: user-space instructions per 64 B round trip on the echo side.
+
+    python tools/bench_instructions.py [--peers msgr,uvloop,asyncio] [--n 2000]
+
+Wall-clock round trips on a shared VM drift by 1.5x within minutes; instruction
+counts do not. For each peer an echo server runs under ``valgrind
+--tool=callgrind`` twice, for ``n`` and ``2n`` round trips of a 64 B message
+(one in flight) driven by a client outside valgrind; the difference of the two
+totals over ``n`` is the server's cost per round trip, without its start-up.
+Printed: instructions per round trip and each peer's ratio to msgr.
+
+* msgr: a ``Messenger`` (stateless server, ``io_threads=1``, inline dispatch)
+  echoing ``front`` from ``ms_dispatch``; the client is a msgr lossy client.
+* uvloop / asyncio: a ``BufferedProtocol`` echoing what it reads; the client
+  is a blocking socket.
+
+Needs ``valgrind`` (Debian package); uvloop comes with the ``peers`` extra.
+The count covers user space only (the interpreter, msgr's C, libc), not the kernel.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
+    sys.path.insert(0, ROOT)                       # run by path from a checkout: the in-tree msgr
+
+PEERS = ("msgr", "uvloop", "asyncio")
+SIZE = 64
+START_S = 300.0        # valgrind start-up plus imports can take a minute on a slow machine
+_COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
+
+
+# ---------------------------------------------------------------- servers (under valgrind)
+def serve(peer: str, n: int, port_file: str) -> None:
+    """Echoes ``n`` round trips, writing the address to ``port_file`` once listening."""
+    if peer == "msgr":
+        _serve_msgr(n, port_file)
+    else:
+        _serve_asyncio(peer, n, port_file)
+
+
+def _publish(port_file: str, text: str) -> None:
+    with open(port_file + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(port_file + ".tmp", port_file)
+
+
+def _serve_msgr(n: int, port_file: str) -> None:
+    from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
+
+    done = threading.Event()
+
+    class Echo(Dispatcher):
+        count = 0
+
+        def ms_dispatch(self, msg) -> bool:
+            msg.connection.send_message(Message(msg.type, front=msg.front, tid=msg.tid))
+            self.count += 1
+            if self.count >= n:
+                done.set()
+            return True
+
+    m = Messenger(EntityName(EntityType.OSD, 0), config=Config(io_threads=1, dispatch_threads=0))
+    m.set_default_policy(Policy.stateless_server())
+    m.add_dispatcher_tail(Echo())
+    addr = m.bind("v2:127.0.0.1:0")
+    m.start()
+    _publish(port_file, str(addr))
+    done.wait(START_S)
+    time.sleep(0.2)                                # the last echo's write
+    m.shutdown()
+    m.wait(10)
+
+
+def _serve_asyncio(peer: str, n: int, port_file: str) -> None:
+    import asyncio
+    if peer == "uvloop":
+        import uvloop
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+
+    class Echo(asyncio.BufferedProtocol):
+        def __init__(self) -> None:
+            self.buf, self.got = bytearray(65536), 0
+
+        def connection_made(self, transport) -> None:
+            self.transport = transport
+
+        def get_buffer(self, sizehint: int):
+            return self.buf
+
+        def buffer_updated(self, nbytes: int) -> None:
+            self.transport.write(bytes(self.buf[:nbytes]))
+            self.got += nbytes
+            if self.got >= n * SIZE:
+                loop.call_later(0.2, loop.stop)
+
+    server = loop.run_until_complete(loop.create_server(Echo, "127.0.0.1", 0))
+    _publish(port_file, str(server.sockets[0].getsockname()[1]))
+    loop.run_forever()
+    server.close()
+
+
+# ---------------------------------------------------------------- clients (outside valgrind)
+def drive(peer: str, addr: str, n: int) -> None:
+    """``n`` round trips of SIZE bytes, one in flight."""
+    if peer == "msgr":
+        _drive_msgr(addr, n)
+        return
+    with socket.create_connection(("127.0.0.1", int(addr)), timeout=START_S) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        msg, buf = b"x" * SIZE, bytearray(SIZE)
+        for _ in range(n):
+            s.sendall(msg)
+            got = 0
+            while got < SIZE:
+                k = s.recv_into(memoryview(buf)[got:])
+                if not k:
+                    raise RuntimeError("the echo server closed the connection")
+                got += k
+
+
+def _drive_msgr(addr: str, n: int) -> None:
+    from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
+
+    done, connected = threading.Event(), threading.Event()
+
+    class Ping(Dispatcher):
+        count = 0
+
+        def ms_handle_connect(self, conn) -> None:
+            connected.set()
+
+        def ms_dispatch(self, msg) -> bool:
+            self.count += 1
+            if self.count >= n:
+                done.set()
+            else:
+                msg.connection.send_message(Message(1, front=bytes(SIZE), tid=self.count))
+            return True
+
+    m = Messenger(EntityName(EntityType.CLIENT, -1), config=Config(io_threads=1, dispatch_threads=0))
+    m.set_default_policy(Policy.lossy_client())
+    m.add_dispatcher_tail(Ping())
+    m.start()
+    try:
+        conn = m.connect_to(EntityType.OSD, addr)
+        if not connected.wait(START_S):
+            raise RuntimeError("could not connect to the msgr echo server")
+        conn.send_message(Message(1, front=bytes(SIZE), tid=0))
+        if not done.wait(START_S):
+            raise RuntimeError("the round trips did not finish")
+    finally:
+        m.shutdown()
+        m.wait(10)
+
+
+# ---------------------------------------------------------------- the measurement
+def count_run(peer: str, n: int, tmp: str) -> int:
+    """Total instructions of one server run of ``n`` round trips under callgrind."""
+    port_file, log = os.path.join(tmp, f"{peer}.{n}.addr"), os.path.join(tmp, f"{peer}.{n}.log")
+    cmd = ["valgrind", "--tool=callgrind", f"--log-file={log}",
+           f"--callgrind-out-file={os.path.join(tmp, f'{peer}.{n}.out')}",
+           sys.executable, os.path.abspath(__file__), "--serve", peer, "--n", str(n),
+           "--port-file", port_file]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + START_S
+        while not os.path.exists(port_file):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{peer} server did not start: "
+                                   f"{proc.stderr.read().decode(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        with open(port_file) as f:
+            drive(peer, f.read().strip(), n)
+        proc.wait(START_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with open(log) as f:
+        m = _COLLECTED.search(f.read())
+    if proc.returncode != 0 or m is None:
+        raise RuntimeError(f"{peer} server under callgrind failed (exit {proc.returncode})")
+    return int(m.group(1).replace(",", ""))
+
+
+def per_round_trip(peer: str, n: int) -> float:
+    """Instructions per round trip: (count(2n) - count(n)) / n."""
+    with tempfile.TemporaryDirectory(prefix="msgr-instr-") as tmp:
+        return (count_run(peer, 2 * n, tmp) - count_run(peer, n, tmp)) / n
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {PEERS}")
+    p.add_argument("--n", type=int, default=2000, help="round trips of the shorter run")
+    p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--serve", choices=PEERS, help=argparse.SUPPRESS)
+    p.add_argument("--port-file", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.n, args.port_file)
+        return 0
+    peers = [x for x in args.peers.split(",") if x]
+    bad = set(peers) - set(PEERS)
+    if bad or args.n < 1:
+        p.error(f"unknown peers {sorted(bad)}" if bad else "--n must be >= 1")
+    figures = {}
+    for peer in peers:
+        figures[peer] = per_round_trip(peer, args.n)
+        print(f"{peer:8} {figures[peer]:>12,.0f} instructions per round trip (server side)",
+              flush=True)
+    if "msgr" in figures:
+        for peer, v in figures.items():
+            if peer != "msgr":
+                print(f"msgr / {peer}: {figures['msgr'] / v:.1f}x the instructions")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"n": args.n, "instructions_per_rt": figures}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
