@@ -44,9 +44,10 @@ class ConnectionIO:
 
     @guarded
     def _flush_direct(self) -> None:
-        """End of a loop iteration: write what reactor-thread sends queued."""
+        """End of a loop iteration: write what reactor-thread sends queued (often
+        a write after the read that led to them has framed them already)."""
         self._write_soon = False
-        if not self._dead:
+        if not self._dead and self._session.out.count:
             self._kick()
 
     def _kick(self) -> None:

@@ -268,5 +268,4 @@ def _noop() -> None:
 def _observe_batch(conn, msgs: list) -> None:
     """Dispatch latency of messages dispatched on the reactor (inline or fast): one
     observation per run of equal ``recv_stamp`` (loop time, no clock read)."""
-    conn._worker.counters.dispatch_latency.observe_since(
-        conn._reactor.time, [m.recv_stamp for m in msgs])
+    conn._worker.counters.dispatch_latency.observe_batch(conn._reactor.time, msgs, "recv_stamp")

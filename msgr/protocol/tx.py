@@ -99,7 +99,7 @@ class TxMixin:
         while queue.count and len(buf) < budget and not self.halted:
             batch = queue.pop_many(_POP_BATCH)
             if hist is not None:
-                hist.observe_since(now, [m._queued_at for m in batch])
+                hist.observe_batch(now, batch, "_queued_at")
                 for m in batch:
                     m._queued_at = 0.0          # a replay after a reconnect is not observed again
             for i, m in enumerate(batch):

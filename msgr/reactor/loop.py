@@ -180,17 +180,24 @@ class Reactor:
             events = self._poll_busy(timeout)
         else:
             events = self._sel.select(timeout)
-        self.time = time.monotonic()
+        self.time = now = time.monotonic()
         for key, mask in events:
-            self._call(key.data, mask)
-        if self._timers:
+            try:                            # _call, inlined: one frame less per callback
+                key.data(mask)
+            except Exception:
+                log.exception("%s: callback %r failed", self.name, key.data)
+        timers = self._timers
+        if timers and timers[0][0] <= now:
             self._run_timers()
         if self._submitted:
             self._run_submitted()
         while self._soon:
             soon, self._soon = self._soon, []
             for fn in soon:
-                self._call(fn)
+                try:
+                    fn()
+                except Exception:
+                    log.exception("%s: callback %r failed", self.name, fn)
         for hook in self._end_hooks:
             self._call(hook)
 

@@ -112,6 +112,22 @@ def test_observe_n_equals_n_observations():
     assert a.counts == b.counts and math.isclose(a.sum, b.sum)
 
 
+class _Stamped:
+    def __init__(self, t):
+        self.t = t
+
+
+def test_observe_batch_equals_one_observation_per_stamped_message():
+    stamps = [0.0, 0.5, 0.5, 0.2, 0.9]          # unsorted (priorities), a zero (a replay)
+    for batch in ([0.5], [0.0], stamps, stamps[1:3]):
+        a, b = Histogram(), Histogram()
+        a.observe_batch(1.0, [_Stamped(t) for t in batch], "t")
+        for t in batch:
+            if t:
+                b.observe(1.0 - t)
+        assert a.counts == b.counts and math.isclose(a.sum, b.sum), batch
+
+
 def test_merge_sums_and_buckets_are_cumulative():
     hs = [Histogram() for _ in range(3)]
     for i, h in enumerate(hs):
