@@ -162,8 +162,13 @@ class Session:
             sent.popleft()
 
     def requeue_sent(self) -> None:
-        """On a fault: unacked messages go back first, keeping their seqs."""
+        """On a fault: unacked messages go back first, keeping their seqs.
+
+        Their send-queue stamps are cleared: a replay is not observed again.
+        """
         if self.sent:
+            for m in self.sent:
+                m._queued_at = 0.0
             self.out.push_front(list(self.sent))
             self.out_seq -= len(self.sent)
             self.sent.clear()

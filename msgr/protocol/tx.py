@@ -98,10 +98,8 @@ class TxMixin:
         queue = s.out
         while queue.count and len(buf) < budget and not self.halted:
             batch = queue.pop_many(_POP_BATCH)
-            if hist is not None:
+            if hist is not None:       # replays were unstamped by Session.requeue_sent
                 hist.observe_batch(now, batch, "_queued_at")
-                for m in batch:
-                    m._queued_at = 0.0          # a replay after a reconnect is not observed again
             for i, m in enumerate(batch):
                 seq += 1
                 m.seq = seq

@@ -9,6 +9,7 @@ from msgr import EntityAddr, EntityType, Message, Policy, RemoteProtocolError, T
 from msgr.protocol.events import NEED_DATA, Established, Faulted, KeepaliveAck
 from msgr.protocol.frames import Tag, control_frame
 from msgr.bufpool import BufferPool
+from msgr.counters import Histogram
 from msgr.protocol.machine import ProtocolMachine
 from msgr.protocol.states import ConnState
 from msgr.testing.pair import MachinePair, make_params
@@ -64,6 +65,22 @@ def test_lossless_session_gets_cookies_and_acks():
     assert p.client.session.server_cookie != 0
     assert not p.client.session.sent      # the server's ACK frame trimmed it
     assert p.server.session.in_seq == 1
+
+
+def test_send_queue_latency_observes_each_message_once_not_its_replay():
+    p = MachinePair.create({"policy": Policy.lossless_client()}, {"policy": Policy.stateful_server()})
+    p.start()
+    p.pump()
+    s, hist = p.client.session, Histogram()
+    msgs = [Message(1, tid=i) for i in range(3)]
+    for m in msgs:
+        m._queued_at = 1.0
+    s.out.push_all(msgs)
+    assert p.client.data_to_send(1.5, 1 << 20, hist)
+    assert hist.count == 3 and hist.sum == 1.5
+    s.requeue_sent()                      # a fault before the ACK: the three go again
+    assert p.client.data_to_send(2.0, 1 << 20, hist)
+    assert [m.seq for m in s.sent] == [1, 2, 3] and hist.count == 3
 
 
 def test_priority_order():
