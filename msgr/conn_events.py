@@ -30,23 +30,26 @@ class ConnectionEvents:
                 evs = m.next_events()
                 if not evs:
                     return True
-            if not self._handle(evs):
+            if len(evs) > self._flush_every > 0:
+                if not self._handle_in_runs(evs):
+                    return False
+            elif not self._handle(evs):
                 return False
         return False
 
-    def _handle(self, evs: list) -> bool:
-        """Delivers a batch of events in order; keeps the rest when a throttle is full.
+    def _handle_in_runs(self, evs: list) -> bool:
+        """:meth:`_handle` for a burst longer than ``ms_reply_flush_msgs``.
 
-        While the CPUs have headroom, a burst longer than ``ms_reply_flush_msgs``
-        goes in runs of that many events, and the replies inline or fast dispatch
-        queued are written after each run: the peer starts on them while this side
-        dispatches the rest (see :mod:`msgr.reactor.headroom`).
+        While the CPUs have headroom the burst goes in runs of that many events,
+        and the replies inline or fast dispatch queued are written after each
+        run: the peer starts on them while this side dispatches the rest (see
+        :mod:`msgr.reactor.headroom`). Otherwise it is handled in one go.
         """
         k, n = self._flush_every, len(evs)
-        if not k or n <= k or not self._reactor.headroom.spare(self._reactor.time):
-            return self._handle_run(evs)
+        if not self._reactor.headroom.spare(self._reactor.time):
+            return self._handle(evs)
         for i in range(0, n, k):
-            if not self._handle_run(evs[i:i + k]):
+            if not self._handle(evs[i:i + k]):
                 if self._backlog is not None:
                     self._backlog += evs[i + k:]
                 return False
@@ -56,8 +59,11 @@ class ConnectionEvents:
                 self._write(process_faults=False)
         return True
 
-    def _handle_run(self, evs: list) -> bool:
-        """Delivers ``evs`` in order; False when reading must stop (see :meth:`_handle`)."""
+    def _handle(self, evs: list) -> bool:
+        """Delivers a batch of events in order; keeps the rest when a throttle is full.
+
+        False when reading must stop (paused by a throttle, faulted, handed off).
+        """
         msgs = []
         for i, ev in enumerate(evs):
             if type(ev) is Message:

@@ -193,19 +193,23 @@ class ConnectionIO:
         m, out = self._machine, self._out
         if m is None or self._transport is None:
             return
-        counters = self._worker.counters
+        counters, queue, framed = self._worker.counters, self._session.out, False
         try:
             while True:
                 if not out:
-                    if not m.has_pending_output():
+                    # after one data_to_send only messages over its budget can be left
+                    if not queue.count if framed else not m.has_pending_output():
                         break
+                    framed = True
                     seq0 = self._session.out_seq
-                    if _counters.HISTOGRAMS_ENABLED and self._session.out.count:
+                    if _counters.HISTOGRAMS_ENABLED and queue.count:
                         now, hist = _monotonic(), counters.send_queue_latency   # one read per batch
                     else:
                         now, hist = self._reactor.time, None
                     out.extend(m.data_to_send(now, self.msgr.config.ms_send_batch_bytes, hist))
-                    counters.messages_sent += max(0, self._session.out_seq - seq0)
+                    sent = self._session.out_seq - seq0
+                    if sent > 0:
+                        counters.messages_sent += sent
                     if not out:
                         break
                 n = self._transport.send(out)
