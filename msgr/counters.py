@@ -83,15 +83,16 @@ class Histogram:
         self.counts[bisect_left(LATENCY_BOUNDS, value)] += n
         self.sum += value * n
 
-    def observe_batch(self, now: float, msgs: list, attr: str) -> None:
-        """Records ``now - getattr(m, attr)`` for each message with a non-zero stamp
-        (:meth:`observe_since`, without building a list for a single message)."""
+    def observe_batch(self, now: float, msgs: list, stamp) -> None:
+        """Records ``now - stamp(m)`` for each message with a non-zero stamp
+        (:meth:`observe_since`; ``stamp`` is an ``operator.attrgetter``), without
+        building a list for a single message."""
         if len(msgs) == 1:
-            t = getattr(msgs[0], attr)
+            t = stamp(msgs[0])
             if t:
                 self.observe(now - t)
             return
-        self.observe_since(now, [getattr(m, attr) for m in msgs])
+        self.observe_since(now, list(map(stamp, msgs)))
 
     def observe_since(self, now: float, stamps: list) -> None:
         """Records ``now - stamp`` for each non-zero stamp, one ``observe_n`` per run

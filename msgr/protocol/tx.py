@@ -9,6 +9,7 @@ framed on its own with that segment referenced, so it is never copied.
 from __future__ import annotations
 
 import struct
+from operator import attrgetter
 
 from .. import _native
 from .frames import HEADER2, Tag, message_frame
@@ -27,6 +28,7 @@ _ZERO13, _ZERO17 = bytes(13), bytes(17)
 _LEAD_REV1 = struct.Struct("<32x" + HEADER2.format.lstrip("<") + "4x")
 _LEAD_REV0 = struct.Struct("<32x" + HEADER2.format.lstrip("<"))
 _POP_BATCH = 64
+_QUEUED_AT = attrgetter("_queued_at")
 
 
 class TxMixin:
@@ -99,7 +101,7 @@ class TxMixin:
         while queue.count and len(buf) < budget and not self.halted:
             batch = queue.pop_many(_POP_BATCH)
             if hist is not None:       # replays were unstamped by Session.requeue_sent
-                hist.observe_batch(now, batch, "_queued_at")
+                hist.observe_batch(now, batch, _QUEUED_AT)
             for i, m in enumerate(batch):
                 seq += 1
                 m.seq = seq

@@ -12,6 +12,7 @@ import logging
 import math
 import re
 import sys
+from operator import attrgetter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -121,7 +122,7 @@ def test_observe_batch_equals_one_observation_per_stamped_message():
     stamps = [0.0, 0.5, 0.5, 0.2, 0.9]          # unsorted (priorities), a zero (a replay)
     for batch in ([0.5], [0.0], stamps, stamps[1:3]):
         a, b = Histogram(), Histogram()
-        a.observe_batch(1.0, [_Stamped(t) for t in batch], "t")
+        a.observe_batch(1.0, [_Stamped(t) for t in batch], attrgetter("t"))
         for t in batch:
             if t:
                 b.observe(1.0 - t)
