@@ -147,10 +147,12 @@ class ClientJob(Dispatcher):
         """Sends until the window is full (``lock`` held)."""
         stamps, payload, conn, limit = self.stamps, self.payload, self.conn, self.opts.ops
         if not self.oneway:
-            while not self.stopping and self.sent < limit and len(stamps) < self.window:
-                self.sent += 1
-                stamps[self.sent] = time.perf_counter_ns()
-                conn.send_message(Message(MSG_OP, data=payload, tid=self.sent))
+            sent, window, clock = self.sent, self.window, time.perf_counter_ns
+            while not self.stopping and sent < limit and len(stamps) < window:
+                sent += 1
+                self.sent = sent
+                stamps[sent] = clock()
+                conn.send_message(Message(MSG_OP, data=payload, tid=sent))
             return
         while not self.stopping and self.sent < limit and self.sent - self.acked < self.window:
             self.sent += 1

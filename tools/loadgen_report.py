@@ -22,15 +22,17 @@ __all__ = ["LatencyHistogram", "bucket_index", "bucket_bounds", "summarize", "fo
 SUB_BITS = 6
 SUB_COUNT = 1 << SUB_BITS
 MAX_TRACKED_NS = 100 * 10**9
+_LINEAR = 2 * SUB_COUNT
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
 def bucket_index(ns: int) -> int:
     """Returns the bucket of a value in nanoseconds (clamped to 0 .. 100 s)."""
-    ns = min(max(ns, 0), MAX_TRACKED_NS)
+    if ns < _LINEAR:                # below 2 * SUB_COUNT: one bucket per value
+        return ns if ns > 0 else 0
+    if ns > MAX_TRACKED_NS:
+        ns = MAX_TRACKED_NS
     shift = ns.bit_length() - (SUB_BITS + 1)
-    if shift <= 0:
-        return ns
     return (shift << SUB_BITS) + (ns >> shift)
 
 
