@@ -29,6 +29,7 @@ import logging
 from .arbiter import Existing, Outcome, decide_ident, decide_reconnect
 from .errors import ConnectionRefused, RemoteProtocolError
 from .log import conn_debug
+from .message import Message
 from .protocol.events import Decision, Faulted, SessionRequest
 from .protocol.states import ConnState
 from .reactor.loop import EVENT_READ
@@ -287,6 +288,10 @@ class Failover:
         machine, transport = temp._machine, temp._transport
         temp._machine = temp._transport = None
         temp._release_after_handoff()
+        # Messages parked behind a full throttle were decoded (and counted in
+        # in_seq, which the peer will not resend): they still go to dispatch,
+        # before anything the new socket brings. The old machine's other events end with it.
+        parked = [ev for ev in self._backlog or () if type(ev) is Message]
         self._drop_transport()
         if self._timer is not None:
             self._timer.cancel()
@@ -299,11 +304,13 @@ class Failover:
         self._standby = False
         self._can_dial = _dialable(self.peer_addr) and not self.policy.server
         self._machine, self._transport, self._mask = machine, transport, 0
+        self._backlog = parked or None
         machine.owner = self
         self._set_mask(EVENT_READ)
         self._arm_timer(machine.next_deadline())
         machine.decide(Decision("accept", session=s))
-        self._after_decision()
+        if not self._after_decision() and self._machine is machine and self._transport is not None:
+            self._write()           # parked messages hold the reading: still answer the peer
 
     def _release_after_handoff(self) -> None:
         """The temp gave its socket away: it ends silently (it was never announced)."""

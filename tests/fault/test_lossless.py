@@ -4,6 +4,8 @@ Ported from src/test/msgr/test_msgr.cc (reference/ceph_api.md section 5) with
 stricter oracles: no loss, no duplicates, order kept, exact event counts.
 """
 
+import threading
+
 import pytest
 
 from msgr import EntityType, Message, Policy
@@ -156,3 +158,38 @@ def test_mark_disposable_makes_a_lossless_connection_lossy(messengers):
     server_conn(sd).mark_down()
     assert wait_for(lambda: cd.count("reset", conn) == 1)      # no reconnect: it is lossy now
     assert not conn.is_connected() and cd.count("connect", conn) == 1
+
+
+def test_reconnect_while_throttled_keeps_the_parked_messages(messengers):
+    """The server's dispatch is stuck, so its throttle is full and the messages it
+    has decoded after that wait, parked, with the reading stopped. The client's
+    socket breaks and it reconnects; the server moves the new socket into the
+    existing connection. The parked messages were already counted as received,
+    so the client will not resend them: they must still be dispatched, once and
+    in order, before what comes over the new socket."""
+    gate = threading.Event()
+
+    class Stuck(Recorder):
+        def ms_dispatch(self, msg):
+            gate.wait(20)
+            return super().ms_dispatch(msg)
+
+    sd, cd = Stuck(), Recorder()
+    s = messengers("osd.0", policy=Policy.stateful_server(), bind=True, dispatcher=sd,
+                   dispatch_threads=1, ms_dispatch_throttle_bytes=32 * 1024, **FAST)
+    c = messengers(policy=Policy.lossless_client(), dispatcher=cd, **FAST)
+    ic = Interceptor()
+    c.interceptor = ic
+    write = tag_bp(Tag.MESSAGE, "write")
+    ic.make_fault(write, round=31)                   # the 31st message write breaks the socket
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    for i in range(30):
+        conn.send_message(Message(1, data=bytes(4096), tid=i))
+    assert wait_for(lambda: s.perf_dump()["throttle_waits"] >= 1, 10)    # messages parked
+    for i in range(30, 40):
+        conn.send_message(Message(1, data=bytes(4096), tid=i))
+    assert wait_for(lambda: ic.count(conn, tag_bp(Tag.SESSION_RECONNECT_OK, "read")) >= 1, 10)
+    gate.set()
+    assert wait_for(lambda: len(sd.msgs) >= 40, 20), [m.tid for m in sd.msgs]
+    assert [m.tid for m in sd.msgs] == list(range(40))
+    assert sd.count("reset") == 0 and cd.count("reset") == 0
