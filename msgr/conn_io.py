@@ -178,6 +178,7 @@ class ConnectionIO:
                 if n < len(buf):
                     break
         except TransportError as e:
+            self._set_mask(0)       # the socket is dead, whenever its fault gets handled
             m.fault(e)
             self._process()
             return
@@ -218,6 +219,7 @@ class ConnectionIO:
                 counters.bytes_sent += n
                 _consume(out, n)
         except TransportError as e:
+            self._set_mask(0)       # no busy loop on a dead socket behind a throttled backlog
             m.fault(e)
             if process_faults:
                 self._process()

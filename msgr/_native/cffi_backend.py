@@ -100,18 +100,22 @@ def fill_message_frames(buf: bytearray, lens: Sequence[int], n: int, rev1: bool)
     (``array('q')`` does it about 3x faster per item than cffi's list conversion).
 
     Raises:
-        ValueError: a frame does not fit in ``buf`` or a length is out of range.
+        ValueError: a frame does not fit in ``buf``, a length is out of range or
+            not an int, or ``buf`` is not writable.
     """
     if len(lens) < 3 * n:
         raise ValueError("lens holds fewer than 3 * n lengths")
     if n <= 0:
         return
-    # cffi converts a short list itself; a long one goes faster through array('q')
-    if n <= 8 and type(lens) is list:
-        clens = lens
-    else:
-        clens = _from_buffer("int64_t[]", _array("q", lens))
-    r = _fill(_from_buffer(buf), len(buf), clens, n, 1 if rev1 else 0)
+    try:
+        # cffi converts a short list itself; a long one goes faster through array('q')
+        if n <= 8 and type(lens) is list:
+            clens = lens
+        else:
+            clens = _from_buffer("int64_t[]", _array("q", lens))
+        r = _fill(_from_buffer(buf, require_writable=True), len(buf), clens, n, 1 if rev1 else 0)
+    except (OverflowError, TypeError, BufferError) as e:
+        raise ValueError(f"bad frame lengths or buffer: {e}") from None
     if r:
         raise ValueError(f"frame {-1 - r} does not fit in the buffer or is malformed")
 

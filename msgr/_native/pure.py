@@ -136,12 +136,16 @@ def fill_message_frames(buf: bytearray, lens: Sequence[int], n: int, rev1: bool)
     """Pure-Python twin of the native ``fill_message_frames`` (same layout, same checks)."""
     if len(lens) < 3 * n:
         raise ValueError("lens holds fewer than 3 * n lengths")
+    if memoryview(buf).readonly:
+        raise ValueError("bad frame lengths or buffer: the buffer is read-only")
     off = 0
     for k in range(n):
         seg = [HEADER2_SIZE, *lens[3 * k:3 * k + 3]]
         nseg = 4
         while nseg > 1 and seg[nseg - 1] == 0:
             nseg -= 1
+        if not all(type(x) is int for x in seg):
+            raise ValueError(f"bad frame lengths or buffer: frame {k} has a non-int length")
         size = 32 + sum(seg) + (4 + (13 if nseg > 1 else 0) if rev1 else 17)
         if off + size > len(buf) or min(seg) < 0 or max(seg) > 0xFFFFFFFF:
             raise ValueError(f"frame {k} does not fit in the buffer or is malformed")

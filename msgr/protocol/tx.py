@@ -138,11 +138,14 @@ class TxMixin:
         """Interceptor breakpoint after framing ``batch[i]``; False when halted.
 
         Messages of ``batch`` not framed yet go back to the front of their
-        queue if the breakpoint halts or faults the machine.
+        queue if the breakpoint halts or faults the machine, their send-queue
+        stamps cleared: the whole batch was observed when it was popped.
         """
         s = self.session
         s.out_seq = seq
         rest = batch[i + 1:]
+        for m in rest:
+            m._queued_at = 0.0
         try:
             self._hit(WRITE_BPS[_MESSAGE])
         except BaseException:

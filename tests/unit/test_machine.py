@@ -8,6 +8,7 @@ import pytest
 from msgr import EntityAddr, EntityType, Message, Policy, RemoteProtocolError, TransportError
 from msgr.protocol.events import NEED_DATA, Established, Faulted, KeepaliveAck
 from msgr.protocol.frames import Tag, control_frame
+from msgr.protocol.intercept import WRITE_BPS, Action
 from msgr.bufpool import BufferPool
 from msgr.counters import Histogram
 from msgr.protocol.machine import ProtocolMachine
@@ -80,6 +81,38 @@ def test_send_queue_latency_observes_each_message_once_not_its_replay():
     assert hist.count == 3 and hist.sum == 1.5
     s.requeue_sent()                      # a fault before the ACK: the three go again
     assert p.client.data_to_send(2.0, 1 << 20, hist)
+    assert [m.seq for m in s.sent] == [1, 2, 3] and hist.count == 3
+
+
+class _BlockFirstMessageWrite:
+    """Interceptor: BLOCK at the first MESSAGE write once armed, CONTINUE otherwise."""
+
+    def __init__(self):
+        self.armed, self.hits = False, 0
+
+    def intercept(self, owner, bp):
+        if self.armed and bp == WRITE_BPS[Tag.MESSAGE.value]:
+            self.hits += 1
+            if self.hits == 1:
+                return Action.BLOCK
+        return Action.CONTINUE
+
+
+def test_send_queue_latency_observes_once_across_an_interceptor_halt():
+    ic = _BlockFirstMessageWrite()
+    p = MachinePair.create({"policy": Policy.lossless_client(), "interceptor": ic},
+                           {"policy": Policy.stateful_server()})
+    p.start()
+    p.pump()
+    s, hist = p.client.session, Histogram()
+    msgs = [Message(1, tid=i) for i in range(3)]
+    for m in msgs:
+        m._queued_at = 1.0
+    s.out.push_all(msgs)
+    ic.armed = True
+    p.client.data_to_send(1.5, 1 << 20, hist)        # halts after framing the first
+    p.client.resume()
+    p.client.data_to_send(2.0, 1 << 20, hist)        # the other two go now
     assert [m.seq for m in s.sent] == [1, 2, 3] and hist.count == 3
 
 

@@ -441,6 +441,13 @@ def test_fill_message_frames_rejects_bad_layouts(nat, rev1):
         nat.fill_message_frames(buf, [-1, 4, 0], 1, rev1)  # a negative length
     with pytest.raises(ValueError):
         nat.fill_message_frames(buf, [1 << 32, 0, 0], 1, rev1)
+    for lens_bad in ([1 << 63, 0, 0], [1 << 64, 0, 0], ["3", 0, 0], [3.0, 0, 0]):
+        with pytest.raises(ValueError):
+            nat.fill_message_frames(buf, lens_bad, 1, rev1)
+    frozen = bytes(buf)
+    with pytest.raises(ValueError):
+        nat.fill_message_frames(frozen, lens, 1, rev1)     # read-only: never written
+    assert frozen == before
 
 
 def test_header2_size_agrees():
