@@ -68,15 +68,21 @@ def test_lossless_session_gets_cookies_and_acks():
     assert p.server.session.in_seq == 1
 
 
-def test_send_queue_latency_observes_each_message_once_not_its_replay():
-    p = MachinePair.create({"policy": Policy.lossless_client()}, {"policy": Policy.stateful_server()})
+def _three_queued_at_one_second(**client_kw):
+    """A READY lossless pair whose client has 3 messages queued, stamped at t=1.0."""
+    p = MachinePair.create({"policy": Policy.lossless_client(), **client_kw},
+                           {"policy": Policy.stateful_server()})
     p.start()
     p.pump()
-    s, hist = p.client.session, Histogram()
     msgs = [Message(1, tid=i) for i in range(3)]
     for m in msgs:
         m._queued_at = 1.0
-    s.out.push_all(msgs)
+    p.client.session.out.push_all(msgs)
+    return p, p.client.session, Histogram()
+
+
+def test_send_queue_latency_observes_each_message_once_not_its_replay():
+    p, s, hist = _three_queued_at_one_second()
     assert p.client.data_to_send(1.5, 1 << 20, hist)
     assert hist.count == 3 and hist.sum == 1.5
     s.requeue_sent()                      # a fault before the ACK: the three go again
@@ -100,15 +106,7 @@ class _BlockFirstMessageWrite:
 
 def test_send_queue_latency_observes_once_across_an_interceptor_halt():
     ic = _BlockFirstMessageWrite()
-    p = MachinePair.create({"policy": Policy.lossless_client(), "interceptor": ic},
-                           {"policy": Policy.stateful_server()})
-    p.start()
-    p.pump()
-    s, hist = p.client.session, Histogram()
-    msgs = [Message(1, tid=i) for i in range(3)]
-    for m in msgs:
-        m._queued_at = 1.0
-    s.out.push_all(msgs)
+    p, s, hist = _three_queued_at_one_second(interceptor=ic)
     ic.armed = True
     p.client.data_to_send(1.5, 1 << 20, hist)        # halts after framing the first
     p.client.resume()
