@@ -113,7 +113,8 @@ def fill_message_frames(buf: bytearray, lens: Sequence[int], n: int, rev1: bool)
             clens = lens
         else:
             clens = _from_buffer("int64_t[]", _array("q", lens))
-        r = _fill(_from_buffer(buf, require_writable=True), len(buf), clens, n, 1 if rev1 else 0)
+        cbuf = _from_buffer(buf) if type(buf) is bytearray else _from_buffer(buf, require_writable=True)
+        r = _fill(cbuf, len(buf), clens, n, 1 if rev1 else 0)
     except (OverflowError, TypeError, BufferError) as e:
         raise ValueError(f"bad frame lengths or buffer: {e}") from None
     if r:

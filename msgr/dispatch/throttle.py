@@ -75,8 +75,12 @@ class ThrottleSet:
 
         ``waiter`` (if given) is called when a full throttle frees up.
         """
+        throttles = self.throttles
+        if len(throttles) == 1:                     # the usual case: one lock, no bookkeeping
+            t, counts = throttles[0]
+            return t.try_get(nmsgs if counts else nbytes, waiter, nmsgs == 1)
         taken = []
-        for t, counts in self.throttles:
+        for t, counts in throttles:
             n = nmsgs if counts else nbytes
             if not t.try_get(n, waiter, nmsgs == 1):
                 for u, k in taken:
