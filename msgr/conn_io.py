@@ -199,7 +199,8 @@ class ConnectionIO:
             while True:
                 if not out:
                     # after one data_to_send only messages over its budget can be left
-                    if not queue.count if framed else not m.has_pending_output():
+                    more = queue.count > 0 if framed else m.has_pending_output()
+                    if not more:
                         break
                     framed = True
                     seq0 = self._session.out_seq

@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 from bisect import bisect_left
+from operator import attrgetter
 
 __all__ = ["Counters", "COUNTER_NAMES", "HISTOGRAM_NAMES", "Histogram", "HistogramSnapshot",
            "LATENCY_BOUNDS", "HISTOGRAMS_ENABLED", "set_histograms_enabled"]
@@ -46,6 +47,9 @@ HISTOGRAM_NAMES = ("dispatch_latency", "send_queue_latency")
 #: Upper bounds (seconds) of the latency buckets: 1-2-5 steps per decade, 1 us .. 10 s
 #: (log-spaced, and readable as ``le`` labels). A value above 10 s lands in ``+Inf``.
 LATENCY_BOUNDS = tuple(float(f"{m}e{e}") for e in range(-6, 1) for m in (1, 2, 5)) + (10.0,)
+
+#: ``Histogram.observe_batch``'s getter for a received message's ``recv_stamp``.
+RECV_STAMP = attrgetter("recv_stamp")
 
 #: The switch the hot path checks (once per batch) before reading the clock and
 #: observing. Counters (plain ints) are always on; only histograms are switchable.

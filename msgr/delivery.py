@@ -9,7 +9,6 @@ event calls on a dispatch thread (or inline on the reactor when
 from __future__ import annotations
 
 import logging
-from operator import attrgetter
 
 from . import counters as _counters
 from .dispatch.pool import DispatchPool
@@ -20,7 +19,6 @@ from .errors import LocalProtocolError
 __all__ = ["DeliveryMixin"]
 log = logging.getLogger(__name__)
 _BROADCAST = {"ms_handle_connect", "ms_handle_accept", "ms_handle_remote_reset"}
-_RECV_STAMP = attrgetter("recv_stamp")
 
 
 class DeliveryMixin:
@@ -270,4 +268,4 @@ def _noop() -> None:
 def _observe_batch(conn, msgs: list) -> None:
     """Dispatch latency of messages dispatched on the reactor (inline or fast): one
     observation per run of equal ``recv_stamp`` (loop time, no clock read)."""
-    conn._worker.counters.dispatch_latency.observe_batch(conn._reactor.time, msgs, _RECV_STAMP)
+    conn._worker.counters.dispatch_latency.observe_batch(conn._reactor.time, msgs, _counters.RECV_STAMP)

@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 import timeit
+from operator import attrgetter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
@@ -42,7 +43,7 @@ if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
 
 from msgr import (Config, Dispatcher, EntityName, EntityType, Message, Messenger,  # noqa: E402
                   Policy, counters)
-from msgr.counters import Counters, Histogram  # noqa: E402
+from msgr.counters import RECV_STAMP, Counters, Histogram  # noqa: E402
 
 MSG_PLAIN, MSG_ACKME, MSG_ACK = 0x7300, 0x7301, 0x7302
 
@@ -121,6 +122,9 @@ def _bootstrap_median(xs: list, n: int = 2000) -> tuple:
 
 
 # ---------------------------------------------------------------- the model (no threads)
+_QUEUED_AT = attrgetter("_queued_at")
+
+
 def _model_stamp(msgs: list, t0: float) -> None:
     """``_flush_pending`` with the hook: stamp each message of a send batch."""
     out = []
@@ -135,18 +139,17 @@ def _model_stamp(msgs: list, t0: float) -> None:
 
 
 def _model_frame(msgs: list, hist, now: float = 1.0) -> None:
-    """``_frame_messages`` with the hook: the batch's stamps observed, then cleared."""
+    """``_frame_messages`` with the hook: the batch's stamps observed (replays are
+    unstamped when requeued, not here)."""
     if hist is not None:
-        hist.observe_since(now, [m._queued_at for m in msgs])
-        for m in msgs:
-            m._queued_at = 0.0
+        hist.observe_batch(now, msgs, _QUEUED_AT)
 
 
 def _model_dispatch(msgs: list, hist, on: bool) -> None:
     """The dispatch thread's loop with the hook: one clock read per batch."""
     now = time.monotonic() if on else 0.0
     if now:
-        hist.observe_since(now, [m.recv_stamp for m in msgs if type(m) is Message])
+        hist.observe_batch(now, msgs, RECV_STAMP)
 
 
 def hook_model(n: int = 4096) -> dict:

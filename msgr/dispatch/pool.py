@@ -94,7 +94,7 @@ class DispatchPool:
                     except Exception:
                         log.exception("dispatch of %r failed", item)
             if now and batch:
-                hist.observe_since(now, [m.recv_stamp for m in batch])
+                hist.observe_batch(now, batch, _counters.RECV_STAMP)
             release_all(batch)
             self.done[index] += sum(tails) - sum(heads)
             heads = tails
