@@ -26,18 +26,23 @@ class ConnectionEvents:
         while m is self._machine and m is not None:
             if self._backlog:
                 evs, self._backlog = self._backlog, None
+                nbytes = -1
             else:
                 evs = m.next_events()
                 if not evs:
                     return True
+                nbytes = m.last_batch_bytes
             if len(evs) > self._flush_every > 0:
-                if not self._handle_in_runs(evs):
+                if not self._handle_in_runs(evs, nbytes):
+                    return False
+            elif nbytes >= 0:         # messages only, their payload bytes known
+                if not self._take(evs, evs, 0, nbytes):
                     return False
             elif not self._handle(evs):
                 return False
         return False
 
-    def _handle_in_runs(self, evs: list) -> bool:
+    def _handle_in_runs(self, evs: list, nbytes: int = -1) -> bool:
         """:meth:`_handle` for a burst longer than ``ms_reply_flush_msgs``.
 
         While the CPUs have headroom the burst goes in runs of that many events,
@@ -47,9 +52,10 @@ class ConnectionEvents:
         """
         k, n = self._flush_every, len(evs)
         if not self._reactor.headroom.spare(self._reactor.time):
-            return self._handle(evs)
+            return self._take(evs, evs, 0, nbytes) if nbytes >= 0 else self._handle(evs)
         for i in range(0, n, k):
-            if not self._handle(evs[i:i + k]):
+            run = evs[i:i + k]
+            if not (self._take(run, run, 0) if nbytes >= 0 else self._handle(run)):
                 if self._backlog is not None:
                     self._backlog += evs[i + k:]
                 return False
@@ -76,13 +82,15 @@ class ConnectionEvents:
                 return False
         return not msgs or self._take(msgs, evs, len(evs) - len(msgs))
 
-    def _take(self, msgs: list, evs: list, first: int) -> bool:
-        """Throttles and delivers ``msgs`` (== evs[first:first+len(msgs)])."""
+    def _take(self, msgs: list, evs: list, first: int, total: int = -1) -> bool:
+        """Throttles and delivers ``msgs`` (== evs[first:first+len(msgs)]);
+        ``total``: their payload bytes, if known (else -1)."""
         th = self._throttles
         if th is not None:
-            total = 0
-            for m in msgs:
-                total += len(m.front) + len(m.middle) + len(m.data)
+            if total < 0:
+                total = 0
+                for m in msgs:
+                    total += len(m.front) + len(m.middle) + len(m.data)
             if not th.try_get_batch(total, len(msgs)):
                 return self._take_each(msgs, evs, first)
             self._hand_over(msgs, th, total)

@@ -1,6 +1,7 @@
-"""bench_instructions.py: user-space instructions per 64 B round trip on the echo side.
+"""bench_instructions.py: user-space instructions per round trip, counted by callgrind.
 
     python tools/bench_instructions.py [--peers msgr,uvloop,asyncio] [--n 2000]
+    python tools/bench_instructions.py --workload reqreply [--side server|client] [--n 2000]
 
 Wall-clock round trips on a shared VM drift by 1.5x within minutes; instruction
 counts do not. For each peer an echo server runs under ``valgrind
@@ -16,6 +17,11 @@ Printed: instructions per round trip and each peer's ratio to msgr.
 
 Needs ``valgrind`` (Debian package); uvloop comes with the ``peers`` extra.
 The count covers user space only (the interpreter, msgr's C, libc), not the kernel.
+
+``--workload reqreply`` (msgr only) is msgr-loadgen's default op instead: a 4 KiB
+request answered by an empty reply, 16 in flight, fast-dispatched on both sides.
+``--side`` picks the process counted: the server (the client runs outside
+valgrind) or the client (the server runs in this process).
 """
 from __future__ import annotations
 
@@ -35,15 +41,19 @@ if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
     sys.path.insert(0, ROOT)                       # run by path from a checkout: the in-tree msgr
 
 PEERS = ("msgr", "uvloop", "asyncio")
+WORKLOADS = ("echo64", "reqreply")
 SIZE = 64
+RR_SIZE, RR_WINDOW = 4096, 16     # the reqreply workload: msgr-loadgen's defaults
 START_S = 300.0        # valgrind start-up plus imports can take a minute on a slow machine
 _COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
 
 
 # ---------------------------------------------------------------- servers (under valgrind)
-def serve(peer: str, n: int, port_file: str) -> None:
-    """Echoes ``n`` round trips, writing the address to ``port_file`` once listening."""
-    if peer == "msgr":
+def serve(peer: str, n: int, port_file: str, workload: str = "echo64") -> None:
+    """Answers ``n`` round trips, writing the address to ``port_file`` once listening."""
+    if workload == "reqreply":
+        _serve_msgr_reqreply(n, port_file)
+    elif peer == "msgr":
         _serve_msgr(n, port_file)
     else:
         _serve_asyncio(peer, n, port_file)
@@ -82,6 +92,39 @@ def _serve_msgr(n: int, port_file: str) -> None:
     m.wait(10)
 
 
+def _serve_msgr_reqreply(n: int, port_file: str) -> None:
+    from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
+
+    done = threading.Event()
+
+    class Replier(Dispatcher):
+        """msgr-loadgen's server: fast-dispatched, an empty reply per request."""
+        count = 0
+
+        def ms_can_fast_dispatch(self, msg) -> bool:
+            return True
+
+        def ms_fast_dispatch(self, msg) -> None:
+            msg.connection.send_message(Message(2, tid=msg.tid))
+            self.count += 1
+            if self.count >= n:
+                done.set()
+
+        def ms_dispatch(self, msg) -> bool:
+            return False
+
+    m = Messenger(EntityName(EntityType.OSD, 0), config=Config(io_threads=1))
+    m.set_default_policy(Policy.stateless_server())
+    m.add_dispatcher_tail(Replier())
+    addr = m.bind("v2:127.0.0.1:0")
+    m.start()
+    _publish(port_file, str(addr))
+    done.wait(START_S)
+    time.sleep(0.2)                                # the last reply's write
+    m.shutdown()
+    m.wait(10)
+
+
 def _serve_asyncio(peer: str, n: int, port_file: str) -> None:
     import asyncio
     if peer == "uvloop":
@@ -113,8 +156,11 @@ def _serve_asyncio(peer: str, n: int, port_file: str) -> None:
 
 
 # ---------------------------------------------------------------- clients (outside valgrind)
-def drive(peer: str, addr: str, n: int) -> None:
-    """``n`` round trips of SIZE bytes, one in flight."""
+def drive(peer: str, addr: str, n: int, workload: str = "echo64") -> None:
+    """``n`` round trips: of SIZE bytes, one in flight (echo64), or reqreply's."""
+    if workload == "reqreply":
+        _drive_msgr_reqreply(addr, n)
+        return
     if peer == "msgr":
         _drive_msgr(addr, n)
         return
@@ -166,26 +212,84 @@ def _drive_msgr(addr: str, n: int) -> None:
         m.wait(10)
 
 
+def _drive_msgr_reqreply(addr: str, n: int) -> None:
+    from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
+
+    done, connected = threading.Event(), threading.Event()
+    payload = bytes(RR_SIZE)
+
+    class Requester(Dispatcher):
+        """msgr-loadgen's client: each reply sends the next request, fast-dispatched."""
+        sent = replies = 0
+        conn = None
+        lock = threading.Lock()
+
+        def ms_handle_connect(self, conn) -> None:
+            connected.set()
+
+        def ms_can_fast_dispatch(self, msg) -> bool:
+            return True
+
+        def ms_fast_dispatch(self, msg) -> None:
+            with self.lock:           # the first window goes out from the main thread
+                self.replies += 1
+                if self.replies >= n:
+                    done.set()
+                elif self.sent < n:
+                    self.send()
+
+        def ms_dispatch(self, msg) -> bool:
+            return False
+
+        def send(self) -> None:
+            self.sent += 1
+            self.conn.send_message(Message(1, data=payload, tid=self.sent))
+
+    r = Requester()
+    m = Messenger(EntityName(EntityType.CLIENT, -1), config=Config(io_threads=1))
+    m.set_default_policy(Policy.lossy_client())
+    m.add_dispatcher_tail(r)
+    m.start()
+    try:
+        r.conn = m.connect_to(EntityType.OSD, addr)
+        if not connected.wait(START_S):
+            raise RuntimeError("could not connect to the msgr server")
+        with r.lock:
+            for _ in range(min(RR_WINDOW, n)):
+                r.send()
+        if not done.wait(START_S):
+            raise RuntimeError("the requests did not finish")
+    finally:
+        m.shutdown()
+        m.wait(10)
+
+
 # ---------------------------------------------------------------- the measurement
-def count_run(peer: str, n: int, tmp: str) -> int:
-    """Total instructions of one server run of ``n`` round trips under callgrind."""
+def count_run(peer: str, n: int, tmp: str, workload: str = "echo64", side: str = "server") -> int:
+    """Total instructions of one run of ``n`` round trips, ``side`` under callgrind."""
     port_file, log = os.path.join(tmp, f"{peer}.{n}.addr"), os.path.join(tmp, f"{peer}.{n}.log")
     cmd = ["valgrind", "--tool=callgrind", f"--log-file={log}",
            f"--callgrind-out-file={os.path.join(tmp, f'{peer}.{n}.out')}",
-           sys.executable, os.path.abspath(__file__), "--serve", peer, "--n", str(n),
-           "--port-file", port_file]
+           sys.executable, os.path.abspath(__file__), "--n", str(n), "--workload", workload]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    server = None
+    if side == "client":      # the server here, the client under valgrind
+        server = threading.Thread(target=serve, args=(peer, n, port_file, workload), daemon=True)
+        server.start()
+        _wait_for(port_file, None, peer)
+        with open(port_file) as f:
+            cmd += ["--drive", peer, "--addr", f.read().strip()]
+    else:
+        cmd += ["--serve", peer, "--port-file", port_file]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + START_S
-        while not os.path.exists(port_file):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{peer} server did not start: "
-                                   f"{proc.stderr.read().decode(errors='replace')[-2000:]}")
-            time.sleep(0.1)
-        with open(port_file) as f:
-            drive(peer, f.read().strip(), n)
+        if server is None:
+            _wait_for(port_file, proc, peer)
+            with open(port_file) as f:
+                drive(peer, f.read().strip(), n, workload)
         proc.wait(START_S)
+        if server is not None:
+            server.join(START_S)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -197,10 +301,21 @@ def count_run(peer: str, n: int, tmp: str) -> int:
     return int(m.group(1).replace(",", ""))
 
 
-def per_round_trip(peer: str, n: int) -> float:
+def _wait_for(port_file: str, proc, peer: str) -> None:
+    """Waits until the server has published its address (``proc``: its valgrind, or None)."""
+    deadline = time.monotonic() + START_S
+    while not os.path.exists(port_file):
+        if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc is not None else ""
+            raise RuntimeError(f"{peer} server did not start: {err}")
+        time.sleep(0.1)
+
+
+def per_round_trip(peer: str, n: int, workload: str = "echo64", side: str = "server") -> float:
     """Instructions per round trip: (count(2n) - count(n)) / n."""
     with tempfile.TemporaryDirectory(prefix="msgr-instr-") as tmp:
-        return (count_run(peer, 2 * n, tmp) - count_run(peer, n, tmp)) / n
+        counts = [count_run(peer, k, tmp, workload, side) for k in (2 * n, n)]
+        return (counts[0] - counts[1]) / n
 
 
 def main(argv=None) -> int:
@@ -208,28 +323,40 @@ def main(argv=None) -> int:
     p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {PEERS}")
     p.add_argument("--n", type=int, default=2000, help="round trips of the shorter run")
     p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--workload", choices=WORKLOADS, default="echo64",
+                   help="echo64 (every peer) or reqreply (msgr-loadgen's op, msgr only)")
+    p.add_argument("--side", choices=("server", "client"), default="server",
+                   help="the process counted (client: msgr only)")
     p.add_argument("--serve", choices=PEERS, help=argparse.SUPPRESS)
+    p.add_argument("--drive", choices=PEERS, help=argparse.SUPPRESS)
+    p.add_argument("--addr", help=argparse.SUPPRESS)
     p.add_argument("--port-file", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.n, args.port_file)
+        serve(args.serve, args.n, args.port_file, args.workload)
+        return 0
+    if args.drive:
+        drive(args.drive, args.addr, args.n, args.workload)
         return 0
     peers = [x for x in args.peers.split(",") if x]
+    if args.workload == "reqreply" or args.side == "client":
+        peers = [x for x in peers if x == "msgr"] or ["msgr"]
     bad = set(peers) - set(PEERS)
     if bad or args.n < 1:
         p.error(f"unknown peers {sorted(bad)}" if bad else "--n must be >= 1")
     figures = {}
     for peer in peers:
-        figures[peer] = per_round_trip(peer, args.n)
-        print(f"{peer:8} {figures[peer]:>12,.0f} instructions per round trip (server side)",
-              flush=True)
+        figures[peer] = per_round_trip(peer, args.n, args.workload, args.side)
+        print(f"{peer:8} {figures[peer]:>12,.0f} instructions per round trip "
+              f"({args.workload}, {args.side} side)", flush=True)
     if "msgr" in figures:
         for peer, v in figures.items():
             if peer != "msgr":
                 print(f"msgr / {peer}: {figures['msgr'] / v:.1f}x the instructions")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"n": args.n, "instructions_per_rt": figures}, f, indent=2)
+            json.dump({"n": args.n, "workload": args.workload, "side": args.side,
+                       "instructions_per_rt": figures}, f, indent=2)
     return 0
 
 

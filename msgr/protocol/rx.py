@@ -156,7 +156,12 @@ class RxMixin:
         The hot path: consecutive MESSAGE frames in READY are decoded in one
         tight loop (no per-frame method dispatch); anything else goes through
         :meth:`next_event`. Stops after a fault, a session request or a halt.
+
+        Afterwards ``last_batch_bytes`` is the payload bytes of the returned
+        messages when every event returned is a :class:`Message` from that
+        loop, else -1 (the caller sums what it needs itself).
         """
+        self.last_batch_bytes = -1
         if not self._events and self._irec >= self._nrec and self._wpos == self._scan_end:
             return []           # every frame taken and no byte since: nothing to do (hot path)
         out = []
@@ -169,43 +174,57 @@ class RxMixin:
                 if self.done or self._request is not None or self.halted:
                     break
             return out
+        plain = not out
         try:
-            self._read_ready(out)
+            nbytes = self._read_ready(out)
         except MsgrError as e:
             if self.state is not ConnState.CLOSED:
                 self._step(Input.FAULT, e)
             out.extend(self._events)
             self._events.clear()
+            return out
+        if plain and nbytes >= 0:
+            self.last_batch_bytes = nbytes
         return out
 
-    def _read_ready(self, out: list) -> None:
+    def _read_ready(self, out: list) -> int:
         """Decodes MESSAGE frames in READY straight from the scan records.
 
         Consecutive MESSAGE frames of one scan are decoded in a local loop; any
         other frame goes through :meth:`next_event`, and a state change ends the
         call (the caller's ``next_events`` picks the path again).
+
+        Returns:
+            The payload bytes of the messages appended, or -1 if any other
+            event was appended too.
         """
-        unpack, recs, decode = _REC.unpack_from, self._recs, self._decode
+        unpack, recs, decode, append = _REC.unpack_from, self._recs, self._decode, out.append
+        nbytes, mixed = 0, False
         while len(out) < EVENTS_PER_CALL:
             if self._irec >= self._nrec and (self._wpos == self._scan_end or not self._scan()):
-                return
+                break
             i, n = self._irec, self._nrec
-            while i < n:
-                start, tag, nseg, l0, l1, l2, l3, flags = unpack(recs, i * 64)
-                if tag != _MESSAGE or flags or l0 != HEADER2_SIZE:
-                    break
-                i += 1
+            try:
+                while i < n:
+                    start, tag, nseg, l0, l1, l2, l3, flags = unpack(recs, i * 64)
+                    if tag != _MESSAGE or flags or l0 != HEADER2_SIZE:
+                        break
+                    i += 1
+                    msg = decode(start, nseg, l1, l2, l3)
+                    if msg is not None:
+                        append(msg)
+                        nbytes += l1 + l2 + l3
+            finally:
                 self._irec = i
-                msg = decode(start, nseg, l1, l2, l3)
-                if msg is not None:
-                    out.append(msg)
             if i < n:
                 ev = self.next_event()
                 if ev is NEED_DATA:
-                    return
+                    break
                 out.append(ev)
+                mixed = mixed or type(ev) is not Message
                 if self.done or self._request is not None or self.state is not _READY:
-                    return
+                    break
+        return -1 if mixed else nbytes
 
     def _take_banner(self) -> bool:
         got = self._rxmv[self._rpos:self._wpos]
@@ -329,8 +348,11 @@ class RxMixin:
         s = self.session
         if s.sent and s.sent[0].seq <= ack_seq:
             s.acked(ack_seq)
-        if not s.accept_seq(seq):
+        if seq <= s.in_seq:          # Session.accept_seq, inlined (once per message)
             return None
+        s.in_seq = seq
+        if not s.lossy:
+            s.ack_left += 1
         m = _new(Message)           # a received Message, built without __init__'s checks
         m.type = type_
         m.front = front

@@ -10,8 +10,9 @@ Rules (``ProtocolV2::write_message``, ``handle_message``, ``requeue_sent``):
 * sending: ``seq = ++out_seq``; the header piggy-backs ``ack_seq = in_seq``;
   a lossless session keeps the message in ``sent`` until acked;
 * receiving: ``seq <= in_seq`` is an old duplicate and is dropped; otherwise
-  ``in_seq = seq`` and ``ack_seq`` trims ``sent`` (``accept_seq``, ``acked``);
-  the sending rule is applied batch-wise in ``tx.py``;
+  ``in_seq = seq`` (and a lossless session owes one more ack) and ``ack_seq``
+  trims ``sent`` (``acked``); the sending rule is applied batch-wise in
+  ``tx.py``, the receiving one per message in ``rx.py``'s decode loop;
 * on a fault, ``sent`` goes back to the front of the queue at the highest
   priority and ``out_seq`` steps back, so replays carry their original seq.
 """
@@ -145,15 +146,6 @@ class Session:
         self.peer_global_seq = 0
         self.peer_gid = -1
         self.features = 0
-
-    def accept_seq(self, seq: int) -> bool:
-        """Records a received seq; False means an old duplicate to drop."""
-        if seq <= self.in_seq:
-            return False
-        self.in_seq = seq
-        if not self.lossy:
-            self.ack_left += 1
-        return True
 
     def acked(self, ack_seq: int) -> None:
         """The peer has everything up to ``ack_seq``: trim ``sent``."""

@@ -120,7 +120,7 @@ class _Stamped:
 
 def test_observe_batch_equals_one_observation_per_stamped_message():
     stamps = [0.0, 0.5, 0.5, 0.2, 0.9]          # unsorted (priorities), a zero (a replay)
-    for batch in ([0.5], [0.0], stamps, stamps[1:3]):
+    for batch in ([0.5], [0.0], stamps, stamps[1:3], [0.0, 0.0], [0.2, 0.2, 0.2, 0.0]):
         a, b = Histogram(), Histogram()
         a.observe_batch(1.0, [_Stamped(t) for t in batch], attrgetter("t"))
         for t in batch:
