@@ -92,5 +92,5 @@ int64_t msgr_fill_message_frames(char *buf, int64_t buflen, const int64_t *lens,
     fill_one(buf, off, seg, nseg, rev1);
     off += size;
   }
-  return 0;
+  return off == buflen ? 0 : -1 - n;   /* the frames fill buf exactly, or a length lied */
 }

@@ -209,6 +209,9 @@ class ConnectionIO:
                     else:
                         now, hist = self._reactor.time, None
                     out.extend(m.data_to_send(now, self.msgr.config.ms_send_batch_bytes, hist))
+                    if m.invalid_dropped:
+                        self.msgr._count_dropped(m.invalid_dropped)
+                        m.invalid_dropped = 0
                     sent = self._session.out_seq - seq0
                     if sent > 0:
                         counters.messages_sent += sent

@@ -9,6 +9,20 @@ from __future__ import annotations
 __all__ = ["Message"]
 
 
+# ceph_msg_header2's width of each settable field, in bits
+FIELD_BITS = {"type": 16, "priority": 8, "tid": 64, "version": 16, "compat_version": 16,
+              "data_off": 16}
+
+
+def _check_fields(**fields) -> None:
+    """Raises TypeError (not an int) or ValueError (out of range) for the first bad field."""
+    for name, value in fields.items():
+        if not isinstance(value, int):
+            raise TypeError(f"message {name} must be an int, not {value.__class__.__name__}")
+        if not 0 <= value < 1 << FIELD_BITS[name]:
+            raise ValueError(f"message {name} {value} out of range 0..{(1 << FIELD_BITS[name]) - 1}")
+
+
 class Message:
     """A message to send, or one received.
 
@@ -18,6 +32,12 @@ class Message:
         priority: 0..255, higher goes first; see the ``PRIO_*`` constants.
         tid: transaction id, echoed by convention in replies.
         version, compat_version: the encoding version of the front payload.
+        data_off: the data segment's offset hint (``ceph_msg_header2.data_off``).
+
+    Raises:
+        TypeError: a header field is not an int.
+        ValueError: a header field is out of its wire range (type, version,
+            compat_version and data_off: 16 bits; priority: 8; tid: 64).
 
     Set on receipt: ``seq``, ``connection``, ``source`` (the peer's
     :class:`~msgr.EntityName`), ``recv_stamp`` (monotonic seconds).
@@ -35,10 +55,14 @@ class Message:
     def __init__(self, type: int, front=b"", middle=b"", data=b"", *,
                  priority: int = 127, tid: int = 0, version: int = 1,
                  compat_version: int = 1, data_off: int = 0) -> None:
-        if not 0 <= type <= 0xFFFF:
-            raise ValueError(f"message type {type} out of range 0..65535")
-        if not 0 <= priority <= 255:
-            raise ValueError(f"priority {priority} out of range 0..255")
+        try:        # one cheap test of every header field (a negative int shifts to -1)
+            bad = type >> 16 or priority >> 8 or tid >> 64 or version >> 16 or \
+                compat_version >> 16 or data_off >> 16
+        except TypeError:
+            bad = True
+        if bad:
+            _check_fields(type=type, priority=priority, tid=tid, version=version,
+                          compat_version=compat_version, data_off=data_off)
         self.type = type
         self.front = front
         self.middle = middle

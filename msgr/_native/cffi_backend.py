@@ -93,15 +93,17 @@ def crc32c(seed: int, data: Any) -> int:
 def fill_message_frames(buf: bytearray, lens: Sequence[int], n: int, rev1: bool) -> None:
     """Writes preambles, segment crcs and epilogues of ``n`` MESSAGE frames in ``buf``.
 
-    The frames lie back to back from ``buf[0]``, each laid out as
-    ``frames_build.c`` describes (placeholders included), with front, middle
-    and data segments of ``lens[3k]``, ``lens[3k+1]`` and ``lens[3k+2]`` bytes.
+    The frames lie back to back from ``buf[0]`` and fill it exactly, each laid
+    out as ``frames_build.c`` describes (placeholders included), with front,
+    middle and data segments of ``lens[3k]``, ``lens[3k+1]`` and ``lens[3k+2]``
+    bytes.
     A long ``lens`` is converted to an ``int64_t`` array in one step
     (``array('q')`` does it about 3x faster per item than cffi's list conversion).
 
     Raises:
-        ValueError: a frame does not fit in ``buf``, a length is out of range or
-            not an int, or ``buf`` is not writable.
+        ValueError: a frame does not fit in ``buf``, the frames end before
+            ``buf`` does, a length is out of range or not an int, or ``buf`` is
+            not writable.
     """
     if len(lens) < 3 * n:
         raise ValueError("lens holds fewer than 3 * n lengths")

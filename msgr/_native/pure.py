@@ -151,6 +151,9 @@ def fill_message_frames(buf: bytearray, lens: Sequence[int], n: int, rev1: bool)
             raise ValueError(f"frame {k} does not fit in the buffer or is malformed")
         _fill_one(buf, off, _TAG_MESSAGE, nseg, seg, rev1)
         off += size
+    if n > 0 and off != len(buf):
+        raise ValueError(f"frame {n} does not fit in the buffer or is malformed "
+                         f"(the frames end at {off} of {len(buf)} bytes)")
 
 
 def _fill_one(buf, off: int, tag: int, nseg: int, lens, rev1: bool) -> None:

@@ -79,6 +79,8 @@ class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
         self._scan_end = -1
         self._need = 0
         self._events: deque = deque()
+        self.last_batch_bytes = -1      # see next_events
+        self.invalid_dropped = 0        # messages tx dropped as unframeable; the owner resets it
         self._out: list = []
         self._keepalive_stamp = None
         self._scan_status = 0

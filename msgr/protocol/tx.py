@@ -8,15 +8,18 @@ framed on its own with that segment referenced, so it is never copied.
 """
 from __future__ import annotations
 
+import logging
 import struct
 from operator import attrgetter
 
 from .. import _native
+from ..errors import MsgrError
 from .frames import HEADER2, Tag, message_frame
 from .intercept import WRITE_BPS
 from .states import ConnState
 
-__all__ = ["TxMixin", "COPY_LIMIT"]
+__all__ = ["TxMixin", "COPY_LIMIT", "wire_error"]
+_log = logging.getLogger(__name__)
 
 _READY = ConnState.READY
 _MESSAGE = Tag.MESSAGE.value
@@ -29,6 +32,30 @@ _LEAD_REV1 = struct.Struct("<32x" + HEADER2.format.lstrip("<") + "4x")
 _LEAD_REV0 = struct.Struct("<32x" + HEADER2.format.lstrip("<"))
 _POP_BATCH = 64
 _QUEUED_AT = attrgetter("_queued_at")
+
+
+def wire_error(msg) -> str | None:
+    """Why ``msg`` cannot be framed (a header field or segment), or None if it can.
+
+    Message() checks its arguments; this catches what was changed afterwards
+    or was never a Message: fields that do not fit ``ceph_msg_header2``, and
+    segments that are not contiguous bytes-like objects whose ``len()`` is
+    their size in bytes.
+    """
+    try:
+        HEADER2.pack(0, msg.tid, msg.type, msg.priority, msg.version, 0, msg.data_off, 0, 0,
+                     msg.compat_version, 0)
+    except (AttributeError, TypeError, struct.error) as e:
+        return f"header: {e}"
+    for name in ("front", "middle", "data"):
+        try:
+            seg = getattr(msg, name)
+            view = memoryview(seg)
+        except (AttributeError, TypeError) as e:
+            return f"{name}: {e}"
+        if not view.c_contiguous or view.nbytes != len(seg):
+            return f"{name}: not a contiguous buffer of len() bytes"
+    return None
 
 
 class TxMixin:
@@ -86,7 +113,10 @@ class TxMixin:
 
         Small segments are copied into the batch buffer; a message with a
         segment over ``COPY_LIMIT`` is framed on its own with its large
-        segments referenced (zero copy).
+        segments referenced (zero copy). A message that cannot be framed (a
+        header field mutated out of range, a segment that is not bytes-like)
+        is dropped with an error logged, and the others are framed as if it
+        had never been queued (see :meth:`_unframe`).
         """
         s = self.session
         rev1, lossy, sent, in_seq = self.rev1, s.lossy, s.sent, s.in_seq
@@ -95,44 +125,104 @@ class TxMixin:
         epi = _ZERO13 if rev1 else _ZERO17
         buf, lens = bytearray(), []
         extend = lens.extend
-        seq = s.out_seq
+        seq = base_seq = s.out_seq
         s.ack_left = 0
         queue = s.out
-        while queue.count and len(buf) < budget and not self.halted:
-            batch = queue.pop_many(_POP_BATCH)
-            if hist is not None:       # replays were unstamped by Session.requeue_sent
-                hist.observe_batch(now, batch, _QUEUED_AT)
-            for i, m in enumerate(batch):
-                seq += 1
-                m.seq = seq
-                if not lossy:
-                    sent.append(m)
-                f, mid, d = m.front, m.middle, m.data
-                lf, lm, ld = len(f), len(mid), len(d)
-                if ld > COPY_LIMIT or lf > COPY_LIMIT or lm > COPY_LIMIT:
-                    buf, lens = self._flush_batch(out, buf, lens)
-                    extend = lens.extend
-                    hdr = pack(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off, in_seq,
-                               _FRAME_FLAGS, m.compat_version, 0)
-                    out.extend(message_frame(hdr, f, mid, d, rev1, COPY_LIMIT))
-                else:
-                    extend((lf, lm, ld))
-                    buf += lead(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off, in_seq,
-                                _FRAME_FLAGS, m.compat_version, 0)
-                    if lf:
-                        buf += f
-                    if lm:
-                        buf += mid
-                    if ld:
-                        buf += d
-                    if lf or lm or ld or not rev1:
-                        buf += epi
-                if ic is not None and not self._hit_after(seq, batch, i):
+        popped, first = [], 0      # buf holds popped[0][first:] + popped[1:] (for _unframe)
+        i, inside = 0, False
+        try:
+            while queue.count and len(buf) < budget and not self.halted:
+                batch = queue.pop_many(_POP_BATCH)
+                popped.append(batch)
+                i, inside = 0, True
+                if hist is not None:       # replays were unstamped by Session.requeue_sent
+                    hist.observe_batch(now, batch, _QUEUED_AT)
+                for i, m in enumerate(batch):
+                    seq += 1
+                    m.seq = seq
+                    if not lossy:
+                        sent.append(m)
+                    f, mid, d = m.front, m.middle, m.data
+                    lf, lm, ld = len(f), len(mid), len(d)
+                    if lf + lm + ld > COPY_LIMIT and \
+                            (ld > COPY_LIMIT or lf > COPY_LIMIT or lm > COPY_LIMIT):
+                        hdr = pack(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off,
+                                   in_seq, _FRAME_FLAGS, m.compat_version, 0)
+                        buf, lens = self._flush_batch(out, buf, lens)
+                        extend = lens.extend
+                        out.extend(message_frame(hdr, f, mid, d, rev1, COPY_LIMIT))
+                        popped, first, base_seq = [batch], i + 1, seq
+                    else:
+                        extend((lf, lm, ld))
+                        buf += lead(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off,
+                                    in_seq, _FRAME_FLAGS, m.compat_version, 0)
+                        if lf:
+                            buf += f
+                        if lm:
+                            buf += mid
+                        if ld:
+                            buf += d
+                        if lf or lm or ld or not rev1:
+                            buf += epi
+                    if ic is not None and not self._hit_after(seq, batch, i):
+                        break
+                inside = False
+                if len(buf) >= budget or self.halted:
                     break
-            if len(buf) >= budget or self.halted:
-                break
-        s.out_seq = seq
-        self._flush_batch(out, buf, lens)
+            s.out_seq = seq
+            self._flush_batch(out, buf, lens)
+        except MsgrError:
+            raise
+        except Exception as e:                    # noqa: BLE001 - a message that cannot be framed
+            self._unframe(popped, first, i if inside else i + 1, inside, base_seq, e)
+            self._frame_messages(out, budget, now, hist)
+
+    def _unframe(self, popped: list, first: int, end: int, inside: bool, base_seq: int,
+                 error: Exception) -> None:
+        """Undoes the batch buffer's frames after ``error``; drops what cannot be framed.
+
+        The buffer held ``popped[0][first:]``, ``popped[1:-1]`` and
+        ``popped[-1][:end]`` (within one batch: ``popped[0][first:end]``). The
+        rest of ``popped[-1]`` was not reached; unless ``inside`` (the error
+        came from the framing loop), an interceptor halt had requeued it. All
+        of it goes back to the front of its queue, in order, its send-queue
+        stamps cleared (observed already), except the messages
+        :func:`wire_error` rejects: those are dropped, logged and counted in
+        ``invalid_dropped``.
+
+        Raises:
+            ``error`` again if no message is at fault.
+        """
+        s = self.session
+        if not popped:
+            raise error
+        groups = [b[:] for b in popped]
+        if not inside:
+            groups[-1] = groups[-1][:end]
+        groups[0] = groups[0][first:]
+        framed = sum(len(g) for g in groups) - (len(popped[-1]) - end if inside else 0)
+        failed = popped[-1][end] if inside and end < len(popped[-1]) else None
+        if not s.lossy:        # the framed ones, and the failed one if it got that far
+            k = framed + (1 if failed is not None and s.sent and s.sent[-1] is failed else 0)
+            for _ in range(k):
+                s.sent.pop()
+        s.out_seq = base_seq
+        dropped = 0
+        for g in reversed(groups):
+            keep = []
+            for m in g:
+                why = wire_error(m)
+                if why is None:
+                    m._queued_at = 0.0
+                    keep.append(m)
+                else:
+                    dropped += 1
+                    _log.error("dropping a message that cannot be framed (%s): %r", why, m)
+            if keep:
+                s.out.push_front(keep, keep[0].priority)
+        if not dropped:
+            raise error
+        self.invalid_dropped += dropped
 
     def _hit_after(self, seq: int, batch: list, i: int) -> bool:
         """Interceptor breakpoint after framing ``batch[i]``; False when halted.

@@ -42,6 +42,18 @@ def test_eight_connections_keep_order(server_client, dispatch_threads):
     assert all(seqs == list(range(1, 501)) for seqs in server_per.values())
 
 
+def test_unframeable_message_dropped_and_counted_without_a_fault(server_client):
+    s, sd, c, cd = server_client()
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    bad = Message(1, tid=2)
+    bad.version = 1 << 16                             # changed after Message() checked it
+    for m in (Message(1, tid=1), bad, Message(1, tid=3)):
+        conn.send_message(m)
+    assert [cd.get().tid, cd.get().tid] == [1, 3]
+    assert c.perf_dump()["messages_dropped"] == 1
+    assert c.perf_dump()["connection_faults"] == 0 and cd.count("reset") == 0
+
+
 def test_eight_mib_data_segment_intact(server_client):
     s, sd, c, cd = server_client()
     data = bytes(range(256)) * (32 * 1024)

@@ -436,6 +436,8 @@ def test_fill_message_frames_rejects_bad_layouts(nat, rev1):
     with pytest.raises(ValueError):
         nat.fill_message_frames(buf[:-1], lens, 1, rev1)   # one byte short
     with pytest.raises(ValueError):
+        nat.fill_message_frames(buf + b"x", lens, 1, rev1)  # a length short: frames end early
+    with pytest.raises(ValueError):
         nat.fill_message_frames(buf, lens[:2], 1, rev1)    # too few lengths
     with pytest.raises(ValueError):
         nat.fill_message_frames(buf, [-1, 4, 0], 1, rev1)  # a negative length

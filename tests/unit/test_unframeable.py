@@ -1,0 +1,93 @@
+"""Messages that cannot go on the wire: refused by Message(), or dropped at framing.
+
+Message() checks its header fields; a field changed afterwards, or a segment
+whose len() is not its size in bytes, is caught when the batch is framed: that
+message is dropped (logged, counted in ``invalid_dropped``) and the others go
+out in order with consecutive seqs, without a fault. No sockets: a MachinePair.
+"""
+from array import array
+
+import pytest
+
+from msgr import Message, Policy
+from msgr.protocol.events import Faulted
+from msgr.protocol.tx import COPY_LIMIT, wire_error
+from msgr.testing.pair import MachinePair
+
+
+@pytest.mark.parametrize("kw, error", [
+    ({"type": 1 << 16}, ValueError), ({"type": -1}, ValueError), ({"type": 1.0}, TypeError),
+    ({"priority": 256}, ValueError), ({"tid": 1 << 64}, ValueError), ({"tid": -1}, ValueError),
+    ({"version": 1 << 16}, ValueError), ({"compat_version": -2}, ValueError),
+    ({"data_off": 1 << 16}, ValueError), ({"tid": "7"}, TypeError)])
+def test_message_refuses_header_fields_that_do_not_fit(kw, error):
+    kw = {"type": 1, **kw}
+    name = next(k for k in kw if k != "type") if len(kw) > 1 else "type"
+    with pytest.raises(error, match=name):
+        Message(**kw)
+
+
+def test_message_takes_the_extremes():
+    m = Message(0xFFFF, priority=255, tid=(1 << 64) - 1, version=0xFFFF, compat_version=0,
+                data_off=0xFFFF)
+    assert wire_error(m) is None
+
+
+def test_wire_error_names_what_is_wrong():
+    m = Message(1)
+    m.version = 1 << 16
+    assert "header" in wire_error(m)
+    m = Message(1, front="text")                      # a str is not bytes-like
+    assert "front" in wire_error(m)
+    m = Message(1, data=array("i", [1, 2, 3]))         # len() 3, 12 bytes
+    assert "data" in wire_error(m)
+    assert "header" in wire_error(object())
+    assert wire_error(Message(1, data=memoryview(array("i", [1, 2])).cast("B"))) is None
+
+
+def _bad_batch():
+    """good, mutated header, good, len() != bytes, big (zero-copy path), str segment, good."""
+    bad_header = Message(1, tid=101)
+    bad_header.tid = -1
+    msgs = [Message(1, tid=1), bad_header, Message(1, front=b"f", tid=2),
+            Message(1, data=array("q", [7, 8]), tid=102), Message(1, data=bytes(COPY_LIMIT + 1), tid=3),
+            Message(1, front="str", tid=103), Message(1, data=b"d" * 10, tid=4)]
+    return msgs
+
+
+@pytest.mark.parametrize("lossless", [False, True])
+def test_unframeable_messages_are_dropped_and_the_rest_arrive_in_order(lossless):
+    pols = ({"policy": Policy.lossless_client()}, {"policy": Policy.stateful_server()}) \
+        if lossless else ({}, {})
+    p = MachinePair.create(*pols)
+    p.start()
+    p.pump()
+    for m in _bad_batch():
+        p.client.send_message(m)
+    p.pump()
+    got = [e for e in p.server_events if isinstance(e, Message)]
+    assert [m.tid for m in got] == [1, 2, 3, 4]
+    assert [m.seq for m in got] == [1, 2, 3, 4]
+    assert got[2].data == bytes(COPY_LIMIT + 1) and got[3].data == b"d" * 10
+    assert p.client.invalid_dropped == 3
+    assert not [e for e in p.client_events + p.server_events if isinstance(e, Faulted)]
+    assert p.client.session.out_seq == 4 and p.client.session.out.count == 0
+    if lossless:
+        assert not p.client.session.sent          # the 4 framed ones were acked, nothing else
+    p.client.send_message(Message(1, tid=5))    # the session goes on
+    p.pump()
+    assert [e.tid for e in p.server_events if isinstance(e, Message)][-1] == 5
+
+
+def test_a_batch_without_a_bad_message_re_raises(monkeypatch):
+    """An error no message explains is not swallowed: it is the caller's fault to handle."""
+    p = MachinePair.create()
+    p.start()
+    p.pump()
+    p.client.send_message(Message(1, tid=1))
+
+    def boom(*a):
+        raise RuntimeError("not a message's fault")
+    monkeypatch.setattr("msgr.protocol.tx._native.fill_message_frames", boom)
+    with pytest.raises(RuntimeError):
+        p.client.data_to_send(1.0)
