@@ -221,7 +221,10 @@ class RxMixin:
                 if ev is NEED_DATA:
                     break
                 out.append(ev)
-                mixed = mixed or type(ev) is not Message
+                if type(ev) is Message:     # a MESSAGE after a frame without an event (an ACK)
+                    nbytes += len(ev.front) + len(ev.middle) + len(ev.data)
+                else:
+                    mixed = True
                 if self.done or self._request is not None or self.state is not _READY:
                     break
         return -1 if mixed else nbytes

@@ -34,12 +34,13 @@ class OutQueue:
     known priorities, highest first.
     """
 
-    __slots__ = ("_queues", "_prios", "count")
+    __slots__ = ("_queues", "_prios", "count", "last_priority")
 
     def __init__(self) -> None:
         self._queues: dict[int, deque] = {}
         self._prios: list = []
         self.count = 0          # messages queued (read-only outside; len() works too)
+        self.last_priority = 0  # the queue the last pop/pop_many took from (to push back to)
 
     def __len__(self) -> int:
         return self.count
@@ -78,6 +79,7 @@ class OutQueue:
         for prio in self._prios:
             q = qs[prio]
             if q:
+                self.last_priority = prio
                 return q
         raise AssertionError("OutQueue length and deques disagree")
 

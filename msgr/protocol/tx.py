@@ -35,27 +35,37 @@ _QUEUED_AT = attrgetter("_queued_at")
 
 
 def wire_error(msg) -> str | None:
-    """Why ``msg`` cannot be framed (a header field or segment), or None if it can.
+    """Why ``msg`` cannot be framed (a header field or segment), or None if it can. Never raises.
 
     Message() checks its arguments; this catches what was changed afterwards
     or was never a Message: fields that do not fit ``ceph_msg_header2``, and
-    segments that are not contiguous bytes-like objects whose ``len()`` is
-    their size in bytes.
+    non-empty segments that are not contiguous bytes-like objects whose
+    ``len()`` is their size in bytes (a released memoryview included).
     """
     try:
         HEADER2.pack(0, msg.tid, msg.type, msg.priority, msg.version, 0, msg.data_off, 0, 0,
                      msg.compat_version, 0)
-    except (AttributeError, TypeError, struct.error) as e:
+    except Exception as e:          # noqa: BLE001 - any failure is the reason
         return f"header: {e}"
     for name in ("front", "middle", "data"):
         try:
             seg = getattr(msg, name)
+            if len(seg) == 0:
+                continue
             view = memoryview(seg)
-        except (AttributeError, TypeError) as e:
+            if not view.c_contiguous or view.nbytes != len(seg):
+                return f"{name}: not a contiguous buffer of len() bytes"
+        except Exception as e:      # noqa: BLE001
             return f"{name}: {e}"
-        if not view.c_contiguous or view.nbytes != len(seg):
-            return f"{name}: not a contiguous buffer of len() bytes"
     return None
+
+
+def _describe(msg) -> str:
+    """repr(msg), or a plainer text when its repr fails (as a bad segment can make it)."""
+    try:
+        return repr(msg)
+    except Exception:               # noqa: BLE001
+        return f"<{type(msg).__name__} type={getattr(msg, 'type', '?')} tid={getattr(msg, 'tid', '?')}>"
 
 
 class TxMixin:
@@ -109,15 +119,21 @@ class TxMixin:
         return out
 
     def _frame_messages(self, out: list, budget: int, now: float = 0.0, hist=None) -> None:
-        """Frames queued messages into one buffer, filled by one native call.
+        """Frames queued messages into batch buffers, each filled by one native call.
 
         Small segments are copied into the batch buffer; a message with a
         segment over ``COPY_LIMIT`` is framed on its own with its large
         segments referenced (zero copy). A message that cannot be framed (a
-        header field mutated out of range, a segment that is not bytes-like)
-        is dropped with an error logged, and the others are framed as if it
-        had never been queued (see :meth:`_unframe`).
+        header field changed out of range, a segment that is not bytes-like
+        or whose ``len()`` is not its size) is dropped with an error logged,
+        and the others are framed as if it had never been queued (see
+        :meth:`_unframe`): each retry has dropped one message at least.
         """
+        while not self._frame_once(out, budget, now, hist):
+            pass
+
+    def _frame_once(self, out: list, budget: int, now: float, hist) -> bool:
+        """:meth:`_frame_messages`' work; False when it dropped messages and must go on."""
         s = self.session
         rev1, lossy, sent, in_seq = self.rev1, s.lossy, s.sent, s.in_seq
         pack, ic = HEADER2.pack, self._ic
@@ -128,12 +144,13 @@ class TxMixin:
         seq = base_seq = s.out_seq
         s.ack_left = 0
         queue = s.out
-        popped, first = [], 0      # buf holds popped[0][first:] + popped[1:] (for _unframe)
+        # buf holds popped[0][first:] + popped[1:] (each (priority, batch)), for _unframe
+        popped, first = [], 0
         i, inside = 0, False
         try:
             while queue.count and len(buf) < budget and not self.halted:
                 batch = queue.pop_many(_POP_BATCH)
-                popped.append(batch)
+                popped.append((queue.last_priority, batch))
                 i, inside = 0, True
                 if hist is not None:       # replays were unstamped by Session.requeue_sent
                     hist.observe_batch(now, batch, _QUEUED_AT)
@@ -146,12 +163,16 @@ class TxMixin:
                     lf, lm, ld = len(f), len(mid), len(d)
                     if lf + lm + ld > COPY_LIMIT and \
                             (ld > COPY_LIMIT or lf > COPY_LIMIT or lm > COPY_LIMIT):
+                        why = wire_error(m)        # rare: a large message, checked whole
+                        if why is not None:
+                            raise ValueError(why)
                         hdr = pack(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off,
                                    in_seq, _FRAME_FLAGS, m.compat_version, 0)
                         buf, lens = self._flush_batch(out, buf, lens)
                         extend = lens.extend
+                        popped, first, base_seq = [popped[-1]], i, seq - 1     # buf is empty
                         out.extend(message_frame(hdr, f, mid, d, rev1, COPY_LIMIT))
-                        popped, first, base_seq = [batch], i + 1, seq
+                        first, base_seq = i + 1, seq
                     else:
                         extend((lf, lm, ld))
                         buf += lead(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off,
@@ -164,8 +185,11 @@ class TxMixin:
                             buf += d
                         if lf or lm or ld or not rev1:
                             buf += epi
-                    if ic is not None and not self._hit_after(seq, batch, i):
-                        break
+                    if ic is not None:
+                        inside = False       # _hit_after requeues the rest itself
+                        if not self._hit_after(seq, batch, i):
+                            break
+                        inside = True
                 inside = False
                 if len(buf) >= budget or self.halted:
                     break
@@ -175,17 +199,19 @@ class TxMixin:
             raise
         except Exception as e:                    # noqa: BLE001 - a message that cannot be framed
             self._unframe(popped, first, i if inside else i + 1, inside, base_seq, e)
-            self._frame_messages(out, budget, now, hist)
+            return False
+        return True
 
     def _unframe(self, popped: list, first: int, end: int, inside: bool, base_seq: int,
                  error: Exception) -> None:
         """Undoes the batch buffer's frames after ``error``; drops what cannot be framed.
 
-        The buffer held ``popped[0][first:]``, ``popped[1:-1]`` and
-        ``popped[-1][:end]`` (within one batch: ``popped[0][first:end]``). The
-        rest of ``popped[-1]`` was not reached; unless ``inside`` (the error
-        came from the framing loop), an interceptor halt had requeued it. All
-        of it goes back to the front of its queue, in order, its send-queue
+        ``popped``: (priority, batch) pairs. The buffer held
+        ``popped[0][first:]``, ``popped[1:-1]`` and ``popped[-1][:end]``
+        (within one batch: ``popped[0][first:end]``). The rest of
+        ``popped[-1]`` was not reached; unless ``inside`` (the error came from
+        the framing loop), an interceptor halt had requeued it. All of it goes
+        back to the front of the queue it came from, in order, its send-queue
         stamps cleared (observed already), except the messages
         :func:`wire_error` rejects: those are dropped, logged and counted in
         ``invalid_dropped``.
@@ -196,19 +222,20 @@ class TxMixin:
         s = self.session
         if not popped:
             raise error
-        groups = [b[:] for b in popped]
+        last = popped[-1][1]
+        groups = [(prio, b[:]) for prio, b in popped]
         if not inside:
-            groups[-1] = groups[-1][:end]
-        groups[0] = groups[0][first:]
-        framed = sum(len(g) for g in groups) - (len(popped[-1]) - end if inside else 0)
-        failed = popped[-1][end] if inside and end < len(popped[-1]) else None
+            groups[-1] = (groups[-1][0], groups[-1][1][:end])
+        groups[0] = (groups[0][0], groups[0][1][first:])
+        framed = sum(len(g) for _, g in groups) - (len(last) - end if inside else 0)
+        failed = last[end] if inside and end < len(last) else None
         if not s.lossy:        # the framed ones, and the failed one if it got that far
             k = framed + (1 if failed is not None and s.sent and s.sent[-1] is failed else 0)
             for _ in range(k):
                 s.sent.pop()
         s.out_seq = base_seq
         dropped = 0
-        for g in reversed(groups):
+        for prio, g in reversed(groups):
             keep = []
             for m in g:
                 why = wire_error(m)
@@ -217,9 +244,9 @@ class TxMixin:
                     keep.append(m)
                 else:
                     dropped += 1
-                    _log.error("dropping a message that cannot be framed (%s): %r", why, m)
+                    _log.error("dropping a message that cannot be framed (%s): %s", why, _describe(m))
             if keep:
-                s.out.push_front(keep, keep[0].priority)
+                s.out.push_front(keep, prio)
         if not dropped:
             raise error
         self.invalid_dropped += dropped
@@ -240,10 +267,10 @@ class TxMixin:
             self._hit(WRITE_BPS[_MESSAGE])
         except BaseException:
             if rest:
-                s.out.push_front(rest, rest[0].priority)
+                s.out.push_front(rest, s.out.last_priority)
             raise
         if self.halted and rest:
-            s.out.push_front(rest, rest[0].priority)
+            s.out.push_front(rest, s.out.last_priority)
         return not self.halted
 
     def _flush_batch(self, out: list, buf: bytearray, lens: list):

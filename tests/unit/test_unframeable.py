@@ -91,3 +91,60 @@ def test_a_batch_without_a_bad_message_re_raises(monkeypatch):
     monkeypatch.setattr("msgr.protocol.tx._native.fill_message_frames", boom)
     with pytest.raises(RuntimeError):
         p.client.data_to_send(1.0)
+
+
+def test_wire_error_never_raises():
+    mv = memoryview(b"abc")
+    m = Message(1, front=mv)
+    mv.release()
+    assert "front" in wire_error(m)
+    assert wire_error(Message(1, front="")) is None     # empty: nothing to frame either way
+
+
+def test_large_segment_whose_len_is_not_its_size_is_dropped():
+    p = MachinePair.create()
+    p.start()
+    p.pump()
+    lying = memoryview(array("i", [0]) * (COPY_LIMIT + 10))      # len() items, 4 bytes each
+    for m in (Message(1, tid=1), Message(1, data=lying, tid=99), Message(1, tid=2)):
+        p.client.send_message(m)
+    p.pump()
+    assert [e.tid for e in p.server_events if isinstance(e, Message)] == [1, 2]
+    assert p.client.invalid_dropped == 1
+    assert not [e for e in p.server_events if isinstance(e, Faulted)]
+
+
+def test_requeued_messages_go_back_to_the_queue_they_came_from():
+    """Replays sit in the highest queue whatever their own priority; a drop keeps them there."""
+    p = MachinePair.create()
+    p.start()
+    p.pump()
+    bad = Message(1, tid=99)
+    bad.type = -1
+    a, c = Message(1, priority=127, tid=1), Message(1, priority=196, tid=2)
+    p.client.session.out.push_front([a, c, bad], 255)
+    p.client.send_message(Message(1, priority=196, tid=3))
+    p.pump()
+    assert [e.tid for e in p.server_events if isinstance(e, Message)] == [1, 2, 3]
+
+
+def test_batch_bytes_count_a_message_read_after_an_ack():
+    """An ACK frame yields no event; the MESSAGE after it still counts in last_batch_bytes."""
+    p = MachinePair.create({"policy": Policy.lossless_client()}, {"policy": Policy.stateful_server()})
+    p.start()
+    p.pump()
+
+    def out(m):
+        return b"".join(bytes(b) for b in m.data_to_send(1.0))
+    p.client.send_message(Message(1, front=b"abc", tid=2))
+    wire = out(p.client)                                   # MESSAGE
+    p.server.send_message(Message(1, tid=1))
+    p.client.receive_data(out(p.server), 1.0)
+    assert [e.tid for e in p.client.next_events()] == [1]
+    wire += out(p.client)                                  # ACK (no message to carry it)
+    p.client.send_message(Message(1, data=b"12345", tid=3))
+    wire += out(p.client)                                  # MESSAGE
+    p.server.receive_data(wire, 1.0)
+    evs = p.server.next_events()
+    assert [e.tid for e in evs] == [2, 3]
+    assert p.server.last_batch_bytes == 8
