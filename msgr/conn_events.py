@@ -35,10 +35,7 @@ class ConnectionEvents:
             if len(evs) > self._flush_every > 0:
                 if not self._handle_in_runs(evs, nbytes):
                     return False
-            elif nbytes >= 0:         # messages only, their payload bytes known
-                if not self._take(evs, evs, 0, nbytes):
-                    return False
-            elif not self._handle(evs):
+            elif not self._handle(evs, nbytes):
                 return False
         return False
 
@@ -52,10 +49,9 @@ class ConnectionEvents:
         """
         k, n = self._flush_every, len(evs)
         if not self._reactor.headroom.spare(self._reactor.time):
-            return self._take(evs, evs, 0, nbytes) if nbytes >= 0 else self._handle(evs)
+            return self._handle(evs, nbytes)
         for i in range(0, n, k):
-            run = evs[i:i + k]
-            if not (self._take(run, run, 0) if nbytes >= 0 else self._handle(run)):
+            if not self._handle(evs[i:i + k]):
                 if self._backlog is not None:
                     self._backlog += evs[i + k:]
                 return False
@@ -65,11 +61,15 @@ class ConnectionEvents:
                 self._write(process_faults=False)
         return True
 
-    def _handle(self, evs: list) -> bool:
+    def _handle(self, evs: list, nbytes: int = -1) -> bool:
         """Delivers a batch of events in order; keeps the rest when a throttle is full.
 
+        ``nbytes`` >= 0: ``evs`` are all Messages with that many payload bytes
+        (the machine's ``last_batch_bytes``), taken without looking at each.
         False when reading must stop (paused by a throttle, faulted, handed off).
         """
+        if nbytes >= 0:
+            return self._take(evs, evs, 0, nbytes)
         msgs = []
         for i, ev in enumerate(evs):
             if type(ev) is Message:

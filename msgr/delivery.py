@@ -27,7 +27,7 @@ class DeliveryMixin:
     def _init_delivery(self) -> None:
         self._dispatchers: tuple = ()
         self._fast: tuple = ()
-        self._fast_one = None    # (ms_can_fast_dispatch, ms_fast_dispatch) of a lone fast one
+        self._fast_fns: tuple = ()   # (ms_can_fast_dispatch, ms_fast_dispatch) bound, per _fast
         self._dispatch: DispatchPool | None = None
         self._dropped = 0
         self._policy_throttles: dict = {}
@@ -52,8 +52,7 @@ class DeliveryMixin:
     def _refresh_fast(self) -> None:
         fast = tuple(d for d in self._dispatchers
                      if type(d).ms_can_fast_dispatch is not Dispatcher.ms_can_fast_dispatch)
-        self._fast_one = (fast[0].ms_can_fast_dispatch, fast[0].ms_fast_dispatch) \
-            if len(fast) == 1 else None
+        self._fast_fns = tuple((d.ms_can_fast_dispatch, d.ms_fast_dispatch) for d in fast)
         self._fast = fast
 
     # ------------------------------------------------------------ throttles
@@ -146,24 +145,12 @@ class DeliveryMixin:
         fast-dispatched. Throttle shares are the caller's business (``_deliver_batch``).
         """
         rest, done = [], []
-        one = self._fast_one            # read once: _refresh_fast may replace it meanwhile
-        if one is not None:             # the usual case, without the inner loop
-            can, fast = one
-            for m in msgs:
+        fns = self._fast_fns            # read once: _refresh_fast may replace it meanwhile
+        for m in msgs:
+            for can, fast in fns:
                 if can(m):
                     try:
                         fast(m)
-                    except Exception:
-                        log.exception("ms_fast_dispatch failed for %r", m)
-                    done.append(m)
-                else:
-                    rest.append(m)
-            msgs = ()
-        for m in msgs:
-            for d in self._fast:
-                if d.ms_can_fast_dispatch(m):
-                    try:
-                        d.ms_fast_dispatch(m)
                     except Exception:
                         log.exception("ms_fast_dispatch failed for %r", m)
                     done.append(m)

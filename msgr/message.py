@@ -6,6 +6,8 @@ fields map one to one onto ``ceph_msg_header2``.
 """
 from __future__ import annotations
 
+from operator import index as _index
+
 __all__ = ["Message"]
 
 
@@ -14,11 +16,15 @@ FIELD_BITS = {"type": 16, "priority": 8, "tid": 64, "version": 16, "compat_versi
               "data_off": 16}
 
 
-def _check_fields(**fields) -> None:
-    """Raises TypeError (not an int) or ValueError (out of range) for the first bad field."""
+def check_header_fields(**fields) -> None:
+    """Raises TypeError (not an int) or ValueError (out of range) for the first bad field
+    (keyword names from ``FIELD_BITS``)."""
     for name, value in fields.items():
-        if not isinstance(value, int):
-            raise TypeError(f"message {name} must be an int, not {value.__class__.__name__}")
+        try:
+            value = _index(value)           # ints and what acts as one (numpy's), not floats
+        except TypeError:
+            raise TypeError(f"message {name} must be an int, not {value.__class__.__name__}") \
+                from None
         if not 0 <= value < 1 << FIELD_BITS[name]:
             raise ValueError(f"message {name} {value} out of range 0..{(1 << FIELD_BITS[name]) - 1}")
 
@@ -61,7 +67,7 @@ class Message:
         except TypeError:
             bad = True
         if bad:
-            _check_fields(type=type, priority=priority, tid=tid, version=version,
+            check_header_fields(type=type, priority=priority, tid=tid, version=version,
                           compat_version=compat_version, data_off=data_off)
         self.type = type
         self.front = front

@@ -65,8 +65,24 @@ def _publish(port_file: str, text: str) -> None:
     os.replace(port_file + ".tmp", port_file)
 
 
+def _run_msgr_server(dispatcher, done: threading.Event, port_file: str, **config) -> None:
+    """A stateless osd.0 messenger with ``dispatcher``, until ``done`` (or START_S)."""
+    from msgr import Config, EntityName, EntityType, Messenger, Policy
+
+    m = Messenger(EntityName(EntityType.OSD, 0), config=Config(**config))
+    m.set_default_policy(Policy.stateless_server())
+    m.add_dispatcher_tail(dispatcher)
+    addr = m.bind("v2:127.0.0.1:0")
+    m.start()
+    _publish(port_file, str(addr))
+    done.wait(START_S)
+    time.sleep(0.2)                                # the last answer's write
+    m.shutdown()
+    m.wait(10)
+
+
 def _serve_msgr(n: int, port_file: str) -> None:
-    from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
+    from msgr import Dispatcher, Message
 
     done = threading.Event()
 
@@ -80,20 +96,11 @@ def _serve_msgr(n: int, port_file: str) -> None:
                 done.set()
             return True
 
-    m = Messenger(EntityName(EntityType.OSD, 0), config=Config(io_threads=1, dispatch_threads=0))
-    m.set_default_policy(Policy.stateless_server())
-    m.add_dispatcher_tail(Echo())
-    addr = m.bind("v2:127.0.0.1:0")
-    m.start()
-    _publish(port_file, str(addr))
-    done.wait(START_S)
-    time.sleep(0.2)                                # the last echo's write
-    m.shutdown()
-    m.wait(10)
+    _run_msgr_server(Echo(), done, port_file, io_threads=1, dispatch_threads=0)
 
 
 def _serve_msgr_reqreply(n: int, port_file: str) -> None:
-    from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
+    from msgr import Dispatcher, Message
 
     done = threading.Event()
 
@@ -113,16 +120,7 @@ def _serve_msgr_reqreply(n: int, port_file: str) -> None:
         def ms_dispatch(self, msg) -> bool:
             return False
 
-    m = Messenger(EntityName(EntityType.OSD, 0), config=Config(io_threads=1))
-    m.set_default_policy(Policy.stateless_server())
-    m.add_dispatcher_tail(Replier())
-    addr = m.bind("v2:127.0.0.1:0")
-    m.start()
-    _publish(port_file, str(addr))
-    done.wait(START_S)
-    time.sleep(0.2)                                # the last reply's write
-    m.shutdown()
-    m.wait(10)
+    _run_msgr_server(Replier(), done, port_file, io_threads=1)
 
 
 def _serve_asyncio(peer: str, n: int, port_file: str) -> None:

@@ -222,7 +222,7 @@ class RxMixin:
                     break
                 out.append(ev)
                 if type(ev) is Message:     # a MESSAGE after a frame without an event (an ACK)
-                    nbytes += len(ev.front) + len(ev.middle) + len(ev.data)
+                    nbytes += ev.size
                 else:
                     mixed = True
                 if self.done or self._request is not None or self.state is not _READY:

@@ -14,6 +14,7 @@ from operator import attrgetter
 
 from .. import _native
 from ..errors import MsgrError
+from ..message import FIELD_BITS, check_header_fields
 from .frames import HEADER2, Tag, message_frame
 from .intercept import WRITE_BPS
 from .states import ConnState
@@ -43,8 +44,7 @@ def wire_error(msg) -> str | None:
     ``len()`` is their size in bytes (a released memoryview included).
     """
     try:
-        HEADER2.pack(0, msg.tid, msg.type, msg.priority, msg.version, 0, msg.data_off, 0, 0,
-                     msg.compat_version, 0)
+        check_header_fields(**{name: getattr(msg, name) for name in FIELD_BITS})
     except Exception as e:          # noqa: BLE001 - any failure is the reason
         return f"header: {e}"
     for name in ("front", "middle", "data"):

@@ -148,3 +148,22 @@ def test_batch_bytes_count_a_message_read_after_an_ack():
     evs = p.server.next_events()
     assert [e.tid for e in evs] == [2, 3]
     assert p.server.last_batch_bytes == 8
+
+
+class _Index:
+    """An int-like field value (as numpy's integers are): has __index__, is not an int."""
+
+    def __index__(self):
+        return 5
+
+
+def test_int_like_fields_are_taken_and_framed():
+    m = Message(1, tid=_Index(), version=_Index())
+    assert wire_error(m) is None
+    p = MachinePair.create()
+    p.start()
+    p.pump()
+    p.client.send_message(m)
+    p.pump()
+    got = [e for e in p.server_events if isinstance(e, Message)]
+    assert [(g.tid, g.version) for g in got] == [(5, 5)]
