@@ -103,7 +103,12 @@ class Connection(ConnectionIO, ConnectionEvents, Failover):
         message still waiting for that flush, the sending thread yields its CPU
         (and the GIL) once, so the reactor frames the backlog instead of
         waiting out a GIL switch interval (5 ms, thousands of messages).
+
+        Raises:
+            TypeError: ``msg`` is not a :class:`Message`.
         """
+        if type(msg) is not Message and not isinstance(msg, Message):
+            raise TypeError(f"send_message() takes a msgr.Message, not {type(msg).__name__}")
         if self._direct and self._reactor._tid == _get_ident():
             if self._closed or self._dead:
                 self.msgr._count_dropped(1)

@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 _BROADCAST = {"ms_handle_connect", "ms_handle_accept", "ms_handle_remote_reset"}
 
 
+def _check_dispatcher(d) -> None:
+    if not isinstance(d, Dispatcher):
+        raise TypeError(f"a dispatcher must be a msgr.Dispatcher (subclass it), "
+                        f"not {type(d).__name__}")
+
+
 class DeliveryMixin:
     """See the module docstring."""
 
@@ -40,11 +46,15 @@ class DeliveryMixin:
 
     # ------------------------------------------------------------ dispatchers
     def add_dispatcher_head(self, d: Dispatcher) -> None:
+        """Puts ``d`` first in the chain. Raises TypeError if it is not a Dispatcher."""
+        _check_dispatcher(d)
         with self._lock:
             self._dispatchers = (d,) + self._dispatchers
             self._refresh_fast()
 
     def add_dispatcher_tail(self, d: Dispatcher) -> None:
+        """Puts ``d`` last in the chain. Raises TypeError if it is not a Dispatcher."""
+        _check_dispatcher(d)
         with self._lock:
             self._dispatchers = self._dispatchers + (d,)
             self._refresh_fast()

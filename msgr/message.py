@@ -10,6 +10,9 @@ from operator import index as _index
 
 __all__ = ["Message"]
 
+SEGMENTS = ("front", "middle", "data")     # the payload segments, in wire order
+_type = type        # Message.__init__'s first parameter hides the builtin
+
 
 # ceph_msg_header2's width of each settable field, in bits
 FIELD_BITS = {"type": 16, "priority": 8, "tid": 64, "version": 16, "compat_version": 16,
@@ -29,6 +32,37 @@ def check_header_fields(**fields) -> None:
             raise ValueError(f"message {name} {value} out of range 0..{(1 << FIELD_BITS[name]) - 1}")
 
 
+def segment_error(seg) -> str | None:
+    """Why ``seg`` cannot be a payload segment, or None. Never raises.
+
+    A segment is a C-contiguous buffer (``bytes``, ``bytearray``, ``memoryview``,
+    ``array``...) whose ``len()`` is its size in bytes: frame lengths are taken
+    from ``len()``.
+    """
+    if seg.__class__ is bytes:
+        return None
+    try:
+        with memoryview(seg) as view:       # released at once: a bytearray stays resizable
+            contiguous, nbytes = view.c_contiguous, view.nbytes
+        if not contiguous:
+            return f"a {type(seg).__name__} that is not contiguous"
+        if nbytes != len(seg):
+            return (f"a {type(seg).__name__} whose len() ({len(seg)}) is not its size in bytes "
+                    f"({nbytes}); pass memoryview(x).cast('B')")
+    except Exception as e:          # noqa: BLE001 - no buffer protocol, a released view...
+        return f"{type(seg).__name__} is not bytes-like ({e})"
+    return None
+
+
+def check_segments(**segments) -> None:
+    """Raises TypeError for the first segment (keyword names front, middle, data) that
+    is not bytes-like."""
+    for name, seg in segments.items():
+        why = segment_error(seg)
+        if why is not None:
+            raise TypeError(f"message {name}: {why}")
+
+
 class Message:
     """A message to send, or one received.
 
@@ -41,7 +75,8 @@ class Message:
         data_off: the data segment's offset hint (``ceph_msg_header2.data_off``).
 
     Raises:
-        TypeError: a header field is not an int.
+        TypeError: a header field is not an int, or a segment is not a
+            contiguous bytes-like object whose ``len()`` is its size in bytes.
         ValueError: a header field is out of its wire range (type, version,
             compat_version and data_off: 16 bits; priority: 8; tid: 64).
 
@@ -69,6 +104,8 @@ class Message:
         if bad:
             check_header_fields(type=type, priority=priority, tid=tid, version=version,
                           compat_version=compat_version, data_off=data_off)
+        if _type(front) is not bytes or _type(middle) is not bytes or _type(data) is not bytes:
+            check_segments(front=front, middle=middle, data=data)
         self.type = type
         self.front = front
         self.middle = middle

@@ -14,7 +14,7 @@ from operator import attrgetter
 
 from .. import _native
 from ..errors import MsgrError
-from ..message import FIELD_BITS, check_header_fields
+from ..message import FIELD_BITS, SEGMENTS, check_header_fields, segment_error
 from .frames import HEADER2, Tag, message_frame
 from .intercept import WRITE_BPS
 from .states import ConnState
@@ -40,23 +40,20 @@ def wire_error(msg) -> str | None:
 
     Message() checks its arguments; this catches what was changed afterwards
     or was never a Message: fields that do not fit ``ceph_msg_header2``, and
-    non-empty segments that are not contiguous bytes-like objects whose
-    ``len()`` is their size in bytes (a released memoryview included).
+    segments that are not contiguous bytes-like objects whose ``len()`` is
+    their size in bytes (a released memoryview included).
     """
     try:
         check_header_fields(**{name: getattr(msg, name) for name in FIELD_BITS})
     except Exception as e:          # noqa: BLE001 - any failure is the reason
         return f"header: {e}"
-    for name in ("front", "middle", "data"):
+    for name in SEGMENTS:
         try:
-            seg = getattr(msg, name)
-            if len(seg) == 0:
-                continue
-            view = memoryview(seg)
-            if not view.c_contiguous or view.nbytes != len(seg):
-                return f"{name}: not a contiguous buffer of len() bytes"
-        except Exception as e:      # noqa: BLE001
-            return f"{name}: {e}"
+            why = segment_error(getattr(msg, name))
+        except Exception as e:      # noqa: BLE001 - the attribute itself is missing
+            why = str(e)
+        if why is not None:
+            return f"{name}: {why}"
     return None
 
 

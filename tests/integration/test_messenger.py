@@ -54,6 +54,27 @@ def test_unframeable_message_dropped_and_counted_without_a_fault(server_client):
     assert c.perf_dump()["connection_faults"] == 0 and cd.count("reset") == 0
 
 
+@pytest.mark.parametrize("not_a_message", ["str", None, b"bytes", 42])
+def test_send_message_refuses_what_is_not_a_message_and_goes_on(server_client, not_a_message):
+    s, sd, c, cd = server_client()
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    conn.send_message(Message(1, tid=1))
+    with pytest.raises(TypeError, match="takes a msgr.Message"):
+        conn.send_message(not_a_message)
+    conn.send_message(Message(1, tid=2))
+    assert [sd.get().tid, sd.get().tid] == [1, 2]
+    assert c.perf_dump()["connection_faults"] == 0 and cd.count("reset") == 0
+
+
+def test_dispatchers_must_be_dispatchers(messengers):
+    m = messengers()
+    for bad in (None, object(), lambda msg: True):
+        with pytest.raises(TypeError, match="must be a msgr.Dispatcher"):
+            m.add_dispatcher_tail(bad)
+        with pytest.raises(TypeError, match="must be a msgr.Dispatcher"):
+            m.add_dispatcher_head(bad)
+
+
 def test_eight_mib_data_segment_intact(server_client):
     s, sd, c, cd = server_client()
     data = bytes(range(256)) * (32 * 1024)

@@ -1,9 +1,10 @@
 """Messages that cannot go on the wire: refused by Message(), or dropped at framing.
 
-Message() checks its header fields; a field changed afterwards, or a segment
-whose len() is not its size in bytes, is caught when the batch is framed: that
-message is dropped (logged, counted in ``invalid_dropped``) and the others go
-out in order with consecutive seqs, without a fault. No sockets: a MachinePair.
+Message() checks its header fields and segments; a field or segment changed
+afterwards (say, to a str or to a view whose len() is not its size in bytes) is
+caught when the batch is framed: that message is dropped (logged, counted in
+``invalid_dropped``) and the others go out in order with consecutive seqs,
+without a fault. No sockets: a MachinePair.
 """
 from array import array
 
@@ -27,6 +28,29 @@ def test_message_refuses_header_fields_that_do_not_fit(kw, error):
         Message(**kw)
 
 
+@pytest.mark.parametrize("name", ["front", "middle", "data"])
+@pytest.mark.parametrize("seg, match", [
+    ("text", "str is not bytes-like"), ("", "str is not bytes-like"), (None, "NoneType"),
+    (7, "int"), ([1, 2], "list"), (array("i", [1, 2, 3]), r"cast\('B'\)"),
+    (memoryview(bytes(8))[::2], "not contiguous")])
+def test_message_refuses_segments_that_are_not_bytes_like(name, seg, match):
+    with pytest.raises(TypeError, match=f"message {name}: .*{match}"):
+        Message(1, **{name: seg})
+
+
+def test_message_takes_any_contiguous_byte_buffer():
+    for seg in (b"x", bytearray(b"xy"), memoryview(b"xyz"), array("B", [1, 2]),
+                memoryview(array("i", [1, 2])).cast("B"), b""):
+        assert wire_error(Message(1, front=seg, middle=seg, data=seg)) is None
+
+
+def changed(msg: Message, **fields) -> Message:
+    """``msg`` with ``fields`` set after Message() checked it (as a user may do)."""
+    for name, value in fields.items():
+        setattr(msg, name, value)
+    return msg
+
+
 def test_message_takes_the_extremes():
     m = Message(0xFFFF, priority=255, tid=(1 << 64) - 1, version=0xFFFF, compat_version=0,
                 data_off=0xFFFF)
@@ -37,10 +61,8 @@ def test_wire_error_names_what_is_wrong():
     m = Message(1)
     m.version = 1 << 16
     assert "header" in wire_error(m)
-    m = Message(1, front="text")                      # a str is not bytes-like
-    assert "front" in wire_error(m)
-    m = Message(1, data=array("i", [1, 2, 3]))         # len() 3, 12 bytes
-    assert "data" in wire_error(m)
+    assert "front" in wire_error(changed(Message(1), front="text"))     # not bytes-like
+    assert "data" in wire_error(changed(Message(1), data=array("i", [1, 2, 3])))  # len() 3, 12 B
     assert "header" in wire_error(object())
     assert wire_error(Message(1, data=memoryview(array("i", [1, 2])).cast("B"))) is None
 
@@ -50,8 +72,9 @@ def _bad_batch():
     bad_header = Message(1, tid=101)
     bad_header.tid = -1
     msgs = [Message(1, tid=1), bad_header, Message(1, front=b"f", tid=2),
-            Message(1, data=array("q", [7, 8]), tid=102), Message(1, data=bytes(COPY_LIMIT + 1), tid=3),
-            Message(1, front="str", tid=103), Message(1, data=b"d" * 10, tid=4)]
+            changed(Message(1, tid=102), data=array("q", [7, 8])),
+            Message(1, data=bytes(COPY_LIMIT + 1), tid=3),
+            changed(Message(1, tid=103), front="str"), Message(1, data=b"d" * 10, tid=4)]
     return msgs
 
 
@@ -98,7 +121,7 @@ def test_wire_error_never_raises():
     m = Message(1, front=mv)
     mv.release()
     assert "front" in wire_error(m)
-    assert wire_error(Message(1, front="")) is None     # empty: nothing to frame either way
+    assert "front" in wire_error(changed(Message(1), front=""))   # a str, even empty
 
 
 def test_large_segment_whose_len_is_not_its_size_is_dropped():
@@ -106,7 +129,7 @@ def test_large_segment_whose_len_is_not_its_size_is_dropped():
     p.start()
     p.pump()
     lying = memoryview(array("i", [0]) * (COPY_LIMIT + 10))      # len() items, 4 bytes each
-    for m in (Message(1, tid=1), Message(1, data=lying, tid=99), Message(1, tid=2)):
+    for m in (Message(1, tid=1), changed(Message(1, tid=99), data=lying), Message(1, tid=2)):
         p.client.send_message(m)
     p.pump()
     assert [e.tid for e in p.server_events if isinstance(e, Message)] == [1, 2]
