@@ -14,7 +14,8 @@ from . import counters as _counters
 from .dispatch.pool import DispatchPool
 from .dispatch.throttle import Throttle, ThrottleSet
 from .dispatcher import Dispatcher
-from .errors import LocalProtocolError
+from .entity import EntityType
+from .errors import ConfigError, LocalProtocolError
 
 __all__ = ["DeliveryMixin"]
 log = logging.getLogger(__name__)
@@ -68,9 +69,19 @@ class DeliveryMixin:
     # ------------------------------------------------------------ throttles
     def set_policy_throttlers(self, peer_type, *, max_bytes: int | None = None,
                               max_messages: int | None = None) -> None:
-        """Receive-side throttles for messages from ``peer_type`` (before start())."""
+        """Receive-side throttles for messages from ``peer_type`` (before start()).
+
+        None or 0 means no throttle. Raises TypeError (not an int) or ConfigError
+        (negative), and ValueError if ``peer_type`` is not an EntityType.
+        """
         if self._started:
             raise LocalProtocolError("set_policy_throttlers() must come before start()")
+        for name, value in (("max_bytes", max_bytes), ("max_messages", max_messages)):
+            if value is not None and type(value) is not int:
+                raise TypeError(f"set_policy_throttlers: {name} must be an int or None, not {value!r}")
+            if value is not None and value < 0:
+                raise ConfigError(name, f"must be >= 0, got {value}")
+        peer_type = EntityType(peer_type)
         self._policy_throttles[int(peer_type)] = (
             Throttle(f"policy-bytes-{int(peer_type)}", max_bytes) if max_bytes else None,
             Throttle(f"policy-msgs-{int(peer_type)}", max_messages) if max_messages else None)

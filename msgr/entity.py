@@ -48,6 +48,8 @@ class EntityName:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", EntityType(self.type))
+        if type(self.num) is not int or not -(1 << 63) <= self.num < 1 << 63:
+            raise TypeError(f"EntityName.num must be an int64 (entity_name_t), not {self.num!r}")
 
     def __str__(self) -> str:
         return f"{self.type.label}.{self.num}"

@@ -23,7 +23,7 @@ from .counters import Counters
 from .delivery import DeliveryMixin
 from .entity import EntityAddr, EntityName, EntityType
 from .errors import ConfigError, LocalProtocolError, MsgrError
-from .policy import Policy, PolicySet
+from .policy import Policy, PolicySet, check_policy
 from .bufpool import BufferPool
 from .protocol.params import MachineParams
 from .reactor.loop import EVENT_READ
@@ -52,6 +52,9 @@ class Messenger(DeliveryMixin):
         self.nonce = random.SystemRandom().randrange(1, 1 << 32) if nonce is None else nonce
         if not 0 <= self.nonce < 1 << 32:
             raise ConfigError("nonce", f"{self.nonce} out of range 0..2**32-1")
+        if config is not None and not isinstance(config, Config):
+            raise TypeError(f"config must be a msgr.Config (Config(**options) or "
+                            f"Config.from_env()), not {type(config).__name__}")
         self.config = config or Config()
         self.addr: EntityAddr | None = None
         self._factory = create_transport(transport)
@@ -71,7 +74,8 @@ class Messenger(DeliveryMixin):
 
     # ------------------------------------------------------------ configuration
     def set_default_policy(self, policy: Policy) -> None:
-        self._policies.default = policy
+        """Raises TypeError if ``policy`` is not a Policy."""
+        self._policies.default = check_policy(policy)
 
     def set_policy(self, peer_type: EntityType | int, policy: Policy) -> None:
         self._policies.set(peer_type, policy)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from .entity import EntityType
 
-__all__ = ["Policy", "PolicySet"]
+__all__ = ["Policy", "PolicySet", "check_policy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,14 @@ class Policy:
     standby: bool
     resetcheck: bool
     features_required: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("lossy", "server", "standby", "resetcheck"):
+            if type(getattr(self, name)) is not bool:
+                raise TypeError(f"Policy.{name} must be a bool, not {getattr(self, name)!r}")
+        f = self.features_required
+        if type(f) is not int or not 0 <= f < 1 << 64:
+            raise TypeError(f"Policy.features_required must be an int in 0..2**64-1, not {f!r}")
 
     @classmethod
     def lossy_client(cls, features_required: int = 0) -> "Policy":
@@ -63,7 +71,15 @@ class PolicySet:
     by_type: dict = field(default_factory=dict)
 
     def get(self, peer_type: EntityType | int) -> Policy:
-        return self.by_type.get(int(peer_type), self.default)
+        return self.by_type.get(int(EntityType(peer_type)), self.default)
 
     def set(self, peer_type: EntityType | int, policy: Policy) -> None:
-        self.by_type[int(peer_type)] = policy
+        """Raises ValueError (not an EntityType) or TypeError (not a Policy)."""
+        self.by_type[int(EntityType(peer_type))] = check_policy(policy)
+
+
+def check_policy(policy) -> Policy:
+    """``policy`` if it is a Policy; else TypeError."""
+    if not isinstance(policy, Policy):
+        raise TypeError(f"expected a msgr.Policy (Policy.lossy_client(), ...), not {policy!r}")
+    return policy
