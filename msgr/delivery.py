@@ -164,12 +164,19 @@ class DeliveryMixin:
 
         Returns ``(rest, done)``: the messages left for ``ms_dispatch`` and those
         fast-dispatched. Throttle shares are the caller's business (``_deliver_batch``).
+        Never raises: a dispatcher's exception is logged, as ``ms_dispatch``'s are
+        (from ``ms_can_fast_dispatch``, the answer is taken as False).
         """
         rest, done = [], []
         fns = self._fast_fns            # read once: _refresh_fast may replace it meanwhile
         for m in msgs:
             for can, fast in fns:
-                if can(m):
+                try:
+                    claimed = can(m)
+                except Exception:
+                    log.exception("ms_can_fast_dispatch failed for %r (taken as False)", m)
+                    claimed = False
+                if claimed:
                     try:
                         fast(m)
                     except Exception:

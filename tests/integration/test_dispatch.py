@@ -41,6 +41,47 @@ def test_fast_dispatch_runs_on_io_thread(messengers, dispatch_threads):
     assert s._dispatch_throttle.current == 0
 
 
+class Buggy(Fast):
+    """Raises from every callback for some tids: 3 in ms_can_fast_dispatch, 4 in
+    ms_fast_dispatch, 5 in ms_dispatch, and from ms_handle_accept."""
+
+    def ms_can_fast_dispatch(self, msg):
+        if msg.tid == 3:
+            raise RuntimeError("user bug in ms_can_fast_dispatch")
+        return super().ms_can_fast_dispatch(msg)
+
+    def ms_fast_dispatch(self, msg):
+        super().ms_fast_dispatch(msg)
+        if msg.tid == 4:
+            raise RuntimeError("user bug in ms_fast_dispatch")
+
+    def ms_dispatch(self, msg):
+        super().ms_dispatch(msg)
+        if msg.tid == 5:
+            raise RuntimeError("user bug in ms_dispatch")
+        return True
+
+    def ms_handle_accept(self, conn):
+        super().ms_handle_accept(conn)
+        raise RuntimeError("user bug in ms_handle_accept")
+
+
+@pytest.mark.parametrize("dispatch_threads", [0, 1])
+def test_a_dispatcher_that_raises_loses_nothing_else(messengers, dispatch_threads):
+    """Each exception is logged; the other messages arrive and the session stays up."""
+    bug = Buggy()
+    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=bug,
+                   dispatch_threads=dispatch_threads)
+    c = messengers(policy=Policy.lossy_client(), dispatcher=Recorder())
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    for i in range(10):
+        conn.send_message(Message(1, tid=i))
+    assert wait_for(lambda: len(bug.msgs) == 10)
+    assert sorted(m.tid for m in bug.msgs) == list(range(10))      # tid 3 went the normal way
+    assert s.perf_dump()["connection_faults"] == 0 and c.perf_dump()["connection_faults"] == 0
+    assert conn.is_connected()
+
+
 def test_dispatch_chain_first_true_wins_and_events_broadcast(messengers):
     class Declines(Recorder):
         def ms_dispatch(self, msg):
