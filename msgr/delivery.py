@@ -9,13 +9,14 @@ event calls on a dispatch thread (or inline on the reactor when
 from __future__ import annotations
 
 import logging
+import operator
 
 from . import counters as _counters
 from .dispatch.pool import DispatchPool
 from .dispatch.throttle import Throttle, ThrottleSet
 from .dispatcher import Dispatcher
-from .entity import EntityType
 from .errors import ConfigError, LocalProtocolError
+from .policy import peer_type_of
 
 __all__ = ["DeliveryMixin"]
 log = logging.getLogger(__name__)
@@ -76,12 +77,18 @@ class DeliveryMixin:
         """
         if self._started:
             raise LocalProtocolError("set_policy_throttlers() must come before start()")
+        limits = []
         for name, value in (("max_bytes", max_bytes), ("max_messages", max_messages)):
-            if value is not None and type(value) is not int:
-                raise TypeError(f"set_policy_throttlers: {name} must be an int or None, not {value!r}")
-            if value is not None and value < 0:
+            try:
+                value = 0 if value is None else operator.index(value)
+            except TypeError:
+                raise TypeError(f"set_policy_throttlers: {name} must be an int or None, "
+                                f"not {type(value).__name__}") from None
+            if value < 0:
                 raise ConfigError(name, f"must be >= 0, got {value}")
-        peer_type = EntityType(peer_type)
+            limits.append(value)
+        max_bytes, max_messages = limits
+        peer_type = peer_type_of(peer_type, "set_policy_throttlers")
         self._policy_throttles[int(peer_type)] = (
             Throttle(f"policy-bytes-{int(peer_type)}", max_bytes) if max_bytes else None,
             Throttle(f"policy-msgs-{int(peer_type)}", max_messages) if max_messages else None)

@@ -5,6 +5,7 @@ Plain frozen values. Their wire encodings live in ``msgr.protocol.addrs``.
 from __future__ import annotations
 
 import ipaddress
+import operator
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -48,8 +49,14 @@ class EntityName:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", EntityType(self.type))
-        if type(self.num) is not int or not -(1 << 63) <= self.num < 1 << 63:
-            raise TypeError(f"EntityName.num must be an int64 (entity_name_t), not {self.num!r}")
+        try:
+            num = operator.index(self.num)
+        except TypeError:
+            raise TypeError(f"EntityName.num must be an int, not {type(self.num).__name__}") \
+                from None
+        if not -(1 << 63) <= num < 1 << 63:
+            raise ValueError(f"EntityName.num {num} does not fit entity_name_t's int64")
+        object.__setattr__(self, "num", num)
 
     def __str__(self) -> str:
         return f"{self.type.label}.{self.num}"
@@ -65,9 +72,13 @@ class EntityName:
         if not sep:
             raise ConfigError("entity", f"{text!r} is not of the form type.num")
         try:
-            return cls(EntityType.from_label(label), int(num))
+            n = int(num)
         except ValueError:
             raise ConfigError("entity", f"{text!r}: number {num!r} is not an integer") from None
+        try:
+            return cls(EntityType.from_label(label), n)
+        except ValueError as e:
+            raise ConfigError("entity", f"{text!r}: {e}") from None
 
 
 # entity_addr_t::type values

@@ -39,27 +39,28 @@ def segment_error(seg) -> str | None:
     ``array``...) whose ``len()`` is its size in bytes: frame lengths are taken
     from ``len()``.
     """
-    if seg.__class__ is bytes:
+    kind = type(seg)
+    if kind is bytes or kind is bytearray:
         return None
     try:
+        if kind is memoryview and seg.c_contiguous and seg.nbytes == len(seg):
+            return None             # the usual view (a received large segment, echoed)
         with memoryview(seg) as view:       # released at once: a bytearray stays resizable
             contiguous, nbytes = view.c_contiguous, view.nbytes
         if not contiguous:
-            return f"a {type(seg).__name__} that is not contiguous"
+            return f"a {kind.__name__} object that is not contiguous"
         if nbytes != len(seg):
-            return (f"a {type(seg).__name__} whose len() ({len(seg)}) is not its size in bytes "
-                    f"({nbytes}); pass memoryview(x).cast('B')")
+            return (f"a {kind.__name__} object whose len() ({len(seg)}) is not its size in "
+                    f"bytes ({nbytes}); pass memoryview(x).cast('B')")
     except Exception as e:          # noqa: BLE001 - no buffer protocol, a released view...
-        return f"{type(seg).__name__} is not bytes-like ({e})"
+        return f"{kind.__name__} is not bytes-like ({e})"
     return None
 
 
-def check_segments(**segments) -> None:
-    """Raises TypeError for the first segment (keyword names front, middle, data) that
-    is not bytes-like."""
-    for name, seg in segments.items():
-        why = segment_error(seg)
-        if why is not None:
+def check_segments(front, middle, data) -> None:
+    """Raises TypeError naming the first segment that :func:`segment_error` refuses."""
+    for name, seg in (("front", front), ("middle", middle), ("data", data)):
+        if _type(seg) is not bytes and (why := segment_error(seg)) is not None:
             raise TypeError(f"message {name}: {why}")
 
 
@@ -105,7 +106,7 @@ class Message:
             check_header_fields(type=type, priority=priority, tid=tid, version=version,
                           compat_version=compat_version, data_off=data_off)
         if _type(front) is not bytes or _type(middle) is not bytes or _type(data) is not bytes:
-            check_segments(front=front, middle=middle, data=data)
+            check_segments(front, middle, data)
         self.type = type
         self.front = front
         self.middle = middle

@@ -75,9 +75,15 @@ class Messenger(DeliveryMixin):
     # ------------------------------------------------------------ configuration
     def set_default_policy(self, policy: Policy) -> None:
         """Raises TypeError if ``policy`` is not a Policy."""
-        self._policies.default = check_policy(policy)
+        self._policies.default = check_policy(policy, "set_default_policy")
 
     def set_policy(self, peer_type: EntityType | int, policy: Policy) -> None:
+        """The policy for connections to ``peer_type`` made from now on.
+
+        Raises:
+            ValueError: ``peer_type`` is not an EntityType (or its value).
+            TypeError: ``policy`` is not a Policy.
+        """
         self._policies.set(peer_type, policy)
 
     def get_policy(self, peer_type: EntityType | int) -> Policy:

@@ -9,11 +9,12 @@ The protocol branches on the fields, never on a subclass:
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, replace
 
 from .entity import EntityType
 
-__all__ = ["Policy", "PolicySet", "check_policy"]
+__all__ = ["Policy", "PolicySet", "check_policy", "peer_type_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +28,30 @@ class Policy:
     features_required: int = 0
 
     def __post_init__(self) -> None:
+        """Flags are bools (an int 0 or 1 is taken as one); features_required is a u64.
+
+        Raises:
+            TypeError: a flag or features_required of another kind.
+            ValueError: features_required out of 0..2**64-1.
+        """
         for name in ("lossy", "server", "standby", "resetcheck"):
-            if type(getattr(self, name)) is not bool:
-                raise TypeError(f"Policy.{name} must be a bool, not {getattr(self, name)!r}")
-        f = self.features_required
-        if type(f) is not int or not 0 <= f < 1 << 64:
-            raise TypeError(f"Policy.features_required must be an int in 0..2**64-1, not {f!r}")
+            value = getattr(self, name)
+            if type(value) is not bool:
+                try:
+                    flag = operator.index(value)
+                except TypeError:
+                    flag = None
+                if flag not in (0, 1):
+                    raise TypeError(f"Policy.{name} must be a bool, not {value!r}"[:200])
+                object.__setattr__(self, name, bool(flag))
+        try:
+            f = operator.index(self.features_required)
+        except TypeError:
+            raise TypeError(f"Policy.features_required must be an int, not "
+                            f"{type(self.features_required).__name__}") from None
+        if not 0 <= f < 1 << 64:
+            raise ValueError(f"Policy.features_required {f} out of range 0..2**64-1")
+        object.__setattr__(self, "features_required", f)
 
     @classmethod
     def lossy_client(cls, features_required: int = 0) -> "Policy":
@@ -71,15 +90,25 @@ class PolicySet:
     by_type: dict = field(default_factory=dict)
 
     def get(self, peer_type: EntityType | int) -> Policy:
-        return self.by_type.get(int(EntityType(peer_type)), self.default)
+        return self.by_type.get(int(peer_type_of(peer_type, "get_policy")), self.default)
 
     def set(self, peer_type: EntityType | int, policy: Policy) -> None:
         """Raises ValueError (not an EntityType) or TypeError (not a Policy)."""
-        self.by_type[int(EntityType(peer_type))] = check_policy(policy)
+        self.by_type[int(peer_type_of(peer_type, "set_policy"))] = check_policy(policy, "set_policy")
 
 
-def check_policy(policy) -> Policy:
-    """``policy`` if it is a Policy; else TypeError."""
+def check_policy(policy, where: str) -> Policy:
+    """``policy`` if it is a Policy; else TypeError naming the call ``where``."""
     if not isinstance(policy, Policy):
-        raise TypeError(f"expected a msgr.Policy (Policy.lossy_client(), ...), not {policy!r}")
+        raise TypeError(f"{where}: expected a msgr.Policy (Policy.lossy_client(), ...), "
+                        f"not {type(policy).__name__}")
     return policy
+
+
+def peer_type_of(peer_type, where: str) -> EntityType:
+    """``peer_type`` as an EntityType; else ValueError naming the call ``where``."""
+    try:
+        return EntityType(peer_type)
+    except ValueError:
+        raise ValueError(f"{where}: peer_type must be an EntityType (EntityType.OSD, ...) "
+                         f"or its value, not {peer_type!r}"[:200]) from None

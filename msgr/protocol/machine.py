@@ -16,7 +16,7 @@ bytes and time; the machine never touches a socket, a clock or a thread:
 
 The receive buffer is scanned by one native call (``scan_frames``) that finds
 every complete frame and checks its CRCs; the machine then walks the records.
-Segments up to ``ZERO_COPY_MIN`` bytes are copied out as ``bytes``; larger ones
+Segments under ``ZERO_COPY_MIN`` bytes are copied out as ``bytes``; larger ones
 are handed out as memoryviews and the buffer is given away with them (the next
 read goes to a fresh buffer), so a large ``data`` segment is never copied.
 

@@ -50,21 +50,44 @@ def test_policies_have_cephs_flags():
         assert (p.lossy, p.server, p.standby, p.resetcheck) == flags
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"lossy": "yes"}, "lossy must be a bool"), ({"server": 1}, "server must be a bool"),
-    ({"standby": None}, "standby must be a bool"), ({"features_required": -1}, "features_required"),
-    ({"features_required": 1 << 64}, "features_required"), ({"features_required": 1.0}, "features_required")])
-def test_policy_refuses_fields_of_the_wrong_kind(kw, match):
+@pytest.mark.parametrize("kw, error, match", [
+    ({"lossy": "yes"}, TypeError, "lossy must be a bool"),
+    ({"server": 2}, TypeError, "server must be a bool"),
+    ({"standby": None}, TypeError, "standby must be a bool"),
+    ({"features_required": 1.0}, TypeError, "features_required must be an int"),
+    ({"features_required": -1}, ValueError, "features_required -1 out of range"),
+    ({"features_required": 1 << 64}, ValueError, "out of range")])
+def test_policy_refuses_fields_of_the_wrong_kind(kw, error, match):
     fields = {"lossy": True, "server": False, "standby": False, "resetcheck": False, **kw}
-    with pytest.raises(TypeError, match=match):
+    with pytest.raises(error, match=match):
         Policy(**fields)
 
 
-@pytest.mark.parametrize("num", ["x", 1.5, None, 1 << 63, -(1 << 63) - 1])
-def test_entity_name_num_is_an_int64(num):
-    with pytest.raises(TypeError, match="int64"):
+def test_policy_takes_0_and_1_as_flags_and_any_int_kind():
+    p = Policy(1, 0, 0, 1, features_required=_Int(5))
+    assert p == Policy(True, False, False, True, 5) and type(p.lossy) is bool
+    assert type(p.features_required) is int
+
+
+class _Int:
+    """An int-like value that is not an int (as numpy's are)."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __index__(self):
+        return self.v
+
+
+@pytest.mark.parametrize("num, error", [("x", TypeError), (1.5, TypeError), (None, TypeError),
+                                        (1 << 63, ValueError), (-(1 << 63) - 1, ValueError)])
+def test_entity_name_num_is_an_int64(num, error):
+    with pytest.raises(error, match="EntityName.num"):
         EntityName(EntityType.OSD, num)
     assert EntityName(EntityType.CLIENT, -(1 << 63)).num == -(1 << 63)
+    assert EntityName(EntityType.OSD, _Int(3)) == EntityName(EntityType.OSD, 3)
+    with pytest.raises(ConfigError, match="int64"):
+        EntityName.parse("osd.99999999999999999999")
 
 
 def test_messenger_settings_refuse_the_wrong_kind():
@@ -72,15 +95,17 @@ def test_messenger_settings_refuse_the_wrong_kind():
     with pytest.raises(TypeError, match="must be a msgr.Config"):
         Messenger(EntityName(EntityType.OSD, 0), config={"io_threads": 2})
     m = Messenger(EntityName(EntityType.OSD, 0))
-    with pytest.raises(TypeError, match="expected a msgr.Policy"):
+    with pytest.raises(TypeError, match="set_default_policy: expected a msgr.Policy"):
         m.set_default_policy(None)
-    with pytest.raises(TypeError, match="expected a msgr.Policy"):
+    with pytest.raises(TypeError, match="set_policy: expected a msgr.Policy"):
         m.set_policy(EntityType.CLIENT, "lossy")
-    with pytest.raises(ValueError, match="EntityType"):
+    with pytest.raises(ValueError, match="set_policy: peer_type must be an EntityType"):
         m.set_policy("osd", Policy.lossy_client())
     with pytest.raises(TypeError, match="max_bytes must be an int"):
         m.set_policy_throttlers(EntityType.CLIENT, max_bytes="1M")
     with pytest.raises(ConfigError, match="max_messages"):
         m.set_policy_throttlers(EntityType.CLIENT, max_messages=-1)
-    m.set_policy_throttlers(EntityType.CLIENT, max_bytes=1 << 20, max_messages=0)
+    with pytest.raises(ValueError, match="set_policy_throttlers: peer_type"):
+        m.set_policy_throttlers(99, max_messages=1)
+    m.set_policy_throttlers(EntityType.CLIENT, max_bytes=_Int(1 << 20), max_messages=0)
     assert m.get_policy(EntityType.OSD) == Policy.lossy_client()
