@@ -101,6 +101,8 @@ def _check_type(f: dataclasses.Field, value) -> None:
         ok = True
     if not ok:
         raise ConfigError(f.name, f"expected {want.__name__}, got {value!r}")
+    if want is float and value != value:       # NaN passes every bound check: refuse it here
+        raise ConfigError(f.name, "must be a number, got nan")
 
 
 def _at_least(cfg: Config, name: str, low: float) -> None:

@@ -85,6 +85,7 @@ class Connection(ConnectionIO, ConnectionEvents, Failover):
         self._keepalive_wanted = False
         self._delay = None
         self._write_soon = False
+        self._disposable = False          # mark_disposable() was called (set by any thread)
         self._flush_every = msgr.config.ms_reply_flush_msgs
         self._throttles = msgr._throttles_for(self.peer_type) if outgoing else None
 
@@ -162,8 +163,11 @@ class Connection(ConnectionIO, ConnectionEvents, Failover):
         self._reactor.submit(self._close_now, reset)
 
     def mark_disposable(self) -> None:
-        """Makes the connection lossy from now on."""
-        self._reactor.submit(self._make_lossy)
+        """Makes the connection lossy from now on (``is_lossy`` is True on return; the
+        I/O thread switches the session over)."""
+        self._disposable = True
+        if not self._closed:
+            self._reactor.submit(self._make_lossy)
 
     def is_connected(self) -> bool:
         """True once the handshake is done and the connection can write."""
@@ -171,7 +175,7 @@ class Connection(ConnectionIO, ConnectionEvents, Failover):
 
     @property
     def is_lossy(self) -> bool:
-        return self.policy.lossy
+        return self._disposable or self.policy.lossy
 
     @property
     def is_closed(self) -> bool:

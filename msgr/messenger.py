@@ -108,7 +108,9 @@ class Messenger(DeliveryMixin):
         avoid = set(avoid_ports) | {self.addr.port}
         old = self.addr
         for _ in range(64):
-            listener = self._factory.listen(EntityAddr("v2", old.host, 0))
+            listener = self._factory.listen(EntityAddr("v2", old.host, 0),
+                                            nodelay=self.config.ms_tcp_nodelay,
+                                            rcvbuf=self.config.ms_tcp_rcvbuf)
             if listener.addr.port not in avoid:
                 break
             listener.close()
@@ -133,6 +135,8 @@ class Messenger(DeliveryMixin):
         """Starts the I/O and dispatch threads and the listeners."""
         if self._started:
             raise LocalProtocolError("start() called twice")
+        if self._stopped:
+            raise LocalProtocolError("start() after shutdown(): a Messenger runs once")
         self._started = True
         cfg = self.config
         self._pool = ReactorPool(cfg.io_threads, prefix=f"msgr-io-{self.name}",
@@ -191,10 +195,16 @@ class Messenger(DeliveryMixin):
     # ------------------------------------------------------------ connections
     def connect_to(self, peer_type: EntityType | int, addr: EntityAddr | str, *,
                    anon: bool = False) -> Connection:
-        """The connection to ``addr`` (existing, or new and connecting in the background)."""
+        """The connection to ``addr`` (existing, or new and connecting in the background).
+
+        Our own address (nonce included) gives the loopback connection, as in Ceph,
+        unless ``anon``.
+        """
         a = EntityAddr.parse(addr)
         if not self._started or self._stopped:
             raise LocalProtocolError("connect_to() needs a started, running messenger")
+        if not anon and a == self.addr:
+            return self.get_loopback_connection()
         with self._lock:
             if not anon:
                 existing = self._conns.get(a)
@@ -210,9 +220,10 @@ class Messenger(DeliveryMixin):
         return conn
 
     def mark_down_all(self) -> None:
-        """Closes every connection; each gets ``ms_handle_reset``."""
+        """Closes every connection; each gets ``ms_handle_reset``. The loopback
+        connection is not a peer's and stays (as Ceph's ``local_connection``)."""
         with self._lock:
-            conns = list(self._all_conns)
+            conns = [c for c in self._all_conns if c is not self._loopback]
         for c in conns:
             c._begin_close(reset=True)
 

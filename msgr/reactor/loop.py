@@ -121,8 +121,8 @@ class Reactor:
             self._wake_pending = True
         try:
             os.eventfd_write(self._wake_fd, 1)
-        except OSError:
-            pass   # closed during shutdown: the loop is gone anyway
+        except (OSError, ValueError):
+            pass   # closed during shutdown (the fd may be -1 already): the loop is gone anyway
 
     def _on_wake(self, _mask: int) -> None:
         try:

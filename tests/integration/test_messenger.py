@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from msgr import EntityType, Message, Policy
+from msgr import EntityType, LocalProtocolError, Message, Policy
 from tests.conftest import Recorder, wait_for
 
 
@@ -145,6 +145,58 @@ def test_rebind_avoids_ports(messengers):
     c = messengers(dispatcher=cd, policy=Policy.lossy_client())
     c.connect_to(EntityType.OSD, new).send_message(Message(1, tid=1))
     assert cd.get().tid == 1
+
+
+def test_rebind_keeps_the_socket_options(messengers):
+    s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, ms_tcp_nodelay=False,
+                   ms_tcp_rcvbuf=1 << 16)
+    s.rebind()
+    (lst,) = s._listeners
+    assert (lst._nodelay, lst._rcvbuf) == (False, 1 << 16)
+
+
+def test_loopback_outlives_mark_down_all_and_rebind(messengers):
+    rec = Recorder()
+    m = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=rec)
+    lb = m.get_loopback_connection()
+    m.mark_down_all()
+    lb.send_message(Message(1, tid=1))
+    assert rec.get().tid == 1 and rec.count("reset") == 0
+    m.rebind()
+    assert m.get_loopback_connection() is lb
+    lb.send_message(Message(1, tid=2))
+    assert rec.get().tid == 2 and lb.is_connected()
+
+
+def test_connect_to_our_own_address_is_the_loopback(messengers):
+    rec = Recorder()
+    m = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=rec)
+    lb = m.connect_to(EntityType.OSD, m.bound)
+    assert lb is m.get_loopback_connection()
+    lb.send_message(Message(1, tid=7))
+    assert rec.get().tid == 7
+    assert m.connect_to(EntityType.OSD, m.bound, anon=True) is not lb
+
+
+def test_mark_disposable_shows_at_once_and_after_shutdown_is_harmless(messengers):
+    s = messengers("osd.0", policy=Policy.stateful_server(), bind=True, dispatcher=Recorder())
+    c = messengers(policy=Policy.lossless_client(), dispatcher=Recorder())
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    assert not conn.is_lossy
+    conn.mark_disposable()
+    assert conn.is_lossy
+    c.shutdown()
+    assert c.wait(10)
+    conn.mark_disposable()                  # the reactor is gone: nothing to do, no error
+    conn.send_message(Message(1))           # dropped and counted, no error
+
+
+def test_a_messenger_shut_down_before_start_cannot_start(messengers):
+    m = messengers(start=False)
+    m.shutdown()
+    with pytest.raises(LocalProtocolError, match="runs once"):
+        m.start()
+    assert m.wait(1)
 
 
 def test_shutdown_from_a_dispatcher(messengers):

@@ -15,6 +15,7 @@ def test_defaults_follow_ceph():
     ("io_threads", 0), ("dispatch_threads", -1), ("ms_initial_backoff", -1.0),
     ("ms_inject_delay_probability", 1.5), ("ms_inject_delay_type", "osd bogus"),
     ("io_threads", "2"), ("ms_tcp_nodelay", 1), ("ms_max_segment_bytes", 0),
+    ("ms_max_backoff", float("nan")), ("ms_connection_idle_timeout", float("nan")),
 ])
 def test_bad_values_name_the_option(field, value):
     with pytest.raises(ConfigError) as ei:
@@ -35,7 +36,8 @@ def test_from_env():
     assert (c.io_threads, c.ms_tcp_nodelay, c.ms_max_backoff, c.dispatch_threads) == (2, False, 1.5, 0)
 
 
-@pytest.mark.parametrize("var,raw", [("MSGR_IO_THREADS", "two"), ("MSGR_MS_TCP_NODELAY", "maybe")])
+@pytest.mark.parametrize("var,raw", [("MSGR_IO_THREADS", "two"), ("MSGR_MS_TCP_NODELAY", "maybe"),
+                                     ("MSGR_MS_MAX_BACKOFF", "nan")])
 def test_from_env_bad(var, raw):
     with pytest.raises(ConfigError) as ei:
         Config.from_env({var: raw})
