@@ -116,6 +116,9 @@ class ConnectionIO:
 
     @guarded
     def _start_accept(self, transport) -> None:
+        if self._dead:              # closed (mark_down_all, shutdown) before it started
+            transport.close()
+            return
         self._transport = transport
         ic = self.msgr.interceptor
         if ic is not None and ic.intercept(self, SOCKET_ACCEPTED) is Action.FAULT:

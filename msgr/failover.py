@@ -161,14 +161,19 @@ class Failover:
         self.msgr._deliver_event(self, "ms_handle_remote_reset")
 
     def _close_now(self, reset: bool = False) -> None:
-        """Closes on the reactor thread; ``reset`` delivers ``ms_handle_reset``."""
-        if self._dead:
-            return
-        conn_debug(log, self, "closing (reset=%s)", reset)
-        self._dead = True
+        """Closes on the reactor thread; ``reset`` delivers ``ms_handle_reset``.
+
+        ``_dead`` is claimed under ``_lock``: an existing connection adopting this
+        one's socket from its own reactor (:meth:`_adopt`) claims it the same way,
+        so exactly one of the two gets the socket.
+        """
         with self._lock:
+            if self._dead:
+                return
+            self._dead = True
             self._closed = True
             self._pending.clear()
+        conn_debug(log, self, "closing (reset=%s)", reset)
         self._drop_transport()
         if self._timer is not None:
             self._timer.cancel()
@@ -284,9 +289,18 @@ class Failover:
             self._wake_from_standby()
 
     def _adopt(self, temp, req: SessionRequest, out: Outcome) -> None:
-        """``reuse_connection``: move temp's socket and machine into this connection."""
-        machine, transport = temp._machine, temp._transport
-        temp._machine = temp._transport = None
+        """``reuse_connection``: move temp's socket and machine into this connection.
+
+        temp lives on another reactor: it is claimed under its lock first. If it
+        was closed meanwhile (mark_down_all, shutdown), there is nothing to adopt
+        and this connection carries on as it was.
+        """
+        with temp._lock:
+            if temp._dead:
+                return
+            temp._dead = temp._closed = True
+            machine, transport = temp._machine, temp._transport
+            temp._machine = temp._transport = None
         temp._release_after_handoff()
         # Messages parked behind a full throttle were decoded (and counted in
         # in_seq, which the peer will not resend): they still go to dispatch,
@@ -313,10 +327,8 @@ class Failover:
             self._write()           # parked messages hold the reading: still answer the peer
 
     def _release_after_handoff(self) -> None:
-        """The temp gave its socket away: it ends silently (it was never announced)."""
-        self._dead = True
-        with self._lock:
-            self._closed = True
+        """The temp gave its socket away (claimed by :meth:`_adopt`): it ends silently
+        (it was never announced)."""
         self.msgr._on_closed(self)
 
 

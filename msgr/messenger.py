@@ -105,6 +105,8 @@ class Messenger(DeliveryMixin):
         """Moves the listener to a new port not in ``avoid_ports``; returns the new address."""
         if self.addr is None:
             raise LocalProtocolError("rebind() needs a bound messenger")
+        if self._stopped:
+            raise LocalProtocolError("rebind() after shutdown()")
         avoid = set(avoid_ports) | {self.addr.port}
         old = self.addr
         for _ in range(64):
@@ -117,17 +119,21 @@ class Messenger(DeliveryMixin):
         else:
             raise MsgrError("rebind: no free port outside avoid_ports")
         self.mark_down_all()
-        self.nonce = (self.nonce + 1_000_000) % (1 << 32) or 1
-        self.addr = EntityAddr("v2", listener.addr.host, listener.addr.port, self.nonce)
-        old_listeners, self._listeners = self._listeners, [listener]
-        if self._started:
-            r = self._pool.reactors[0]
-            for lst in old_listeners:
-                r.submit(self._close_listener, lst)
-            r.submit(self._add_listener, listener)
-        else:
-            for lst in old_listeners:
-                lst.close()
+        with self._lock:            # against shutdown(): it closes the listeners it sees
+            if self._stopped:
+                listener.close()
+                raise LocalProtocolError("rebind() after shutdown()")
+            self.nonce = (self.nonce + 1_000_000) % (1 << 32) or 1
+            self.addr = EntityAddr("v2", listener.addr.host, listener.addr.port, self.nonce)
+            old_listeners, self._listeners = self._listeners, [listener]
+            if self._started:
+                r = self._pool.reactors[0]
+                for lst in old_listeners:
+                    r.submit(self._close_listener, lst)
+                r.submit(self._add_listener, listener)
+                return self.addr
+        for lst in old_listeners:
+            lst.close()
         return self.addr
 
     # ------------------------------------------------------------ lifecycle
@@ -162,11 +168,11 @@ class Messenger(DeliveryMixin):
                 self._stopped = True
                 return
             self._stopped = True
-            conns = list(self._all_conns)
+            conns, listeners = list(self._all_conns), list(self._listeners)
         for c in conns:
             c.mark_down()
         r0 = self._pool.reactors[0]
-        for lst in self._listeners:
+        for lst in listeners:
             r0.submit(self._close_listener, lst)
         self._pool.stop()
         if self._dispatch is not None:
@@ -206,6 +212,8 @@ class Messenger(DeliveryMixin):
         if not anon and a == self.addr:
             return self.get_loopback_connection()
         with self._lock:
+            if self._stopped:                   # shutdown() came in meanwhile
+                raise LocalProtocolError("connect_to() needs a started, running messenger")
             if not anon:
                 existing = self._conns.get(a)
                 if existing is not None and not existing.is_closed:
@@ -216,7 +224,7 @@ class Messenger(DeliveryMixin):
             self._attach(conn, worker)
             if not anon:
                 self._conns[a] = conn
-        worker.reactor.submit(conn._start_connect)
+            worker.reactor.submit(conn._start_connect)     # before any close shutdown() sends
         return conn
 
     def mark_down_all(self) -> None:
@@ -308,7 +316,8 @@ class Messenger(DeliveryMixin):
                 conn = Connection(self, worker, EntityType.ANY, t.peer_addr,
                                   self._policies.default, outgoing=False)
                 self._attach(conn, worker)
-            worker.reactor.submit(conn._start_accept, self._wrap_transport(t))
+                # queued under the lock: a close from mark_down_all / shutdown comes after it
+                worker.reactor.submit(conn._start_accept, self._wrap_transport(t))
 
     # ------------------------------------------------------------ machine params
     def _my_addrs(self) -> tuple:

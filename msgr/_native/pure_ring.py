@@ -75,8 +75,11 @@ class RingSet:
                 raise ValueError(f"ring {i}: tail {tail} < published {old}")
             return
         tails[i] = tail
-        if self._sleeping:
-            with self._cond:
+        # The store above and the consumer's "sleeping, then poll" are ordered by the
+        # lock: read outside it, _sleeping could be seen stale without the GIL (a lost
+        # wakeup). One acquire per published batch.
+        with self._cond:
+            if self._sleeping:
                 self._sleeping = False
                 self._cond.notify()
 

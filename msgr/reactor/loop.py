@@ -119,10 +119,13 @@ class Reactor:
             if self._wake_pending or self._tid == threading.get_ident():
                 return
             self._wake_pending = True
-        try:
-            os.eventfd_write(self._wake_fd, 1)
-        except (OSError, ValueError):
-            pass   # closed during shutdown (the fd may be -1 already): the loop is gone anyway
+            # under the lock: _close() cannot close the fd (and let its number be reused
+            # by another file) between the check and the write
+            if self._wake_fd >= 0:
+                try:
+                    os.eventfd_write(self._wake_fd, 1)
+                except OSError:
+                    pass
 
     def _on_wake(self, _mask: int) -> None:
         try:
@@ -249,4 +252,4 @@ class Reactor:
         self._sel.close()
         with self._lock:
             fd, self._wake_fd = self._wake_fd, -1
-        os.close(fd)
+            os.close(fd)

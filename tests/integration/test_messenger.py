@@ -199,6 +199,16 @@ def test_a_messenger_shut_down_before_start_cannot_start(messengers):
     assert m.wait(1)
 
 
+def test_rebind_and_connect_to_after_shutdown_refuse(messengers):
+    m = messengers("osd.0", policy=Policy.stateless_server(), bind=True)
+    m.shutdown()
+    with pytest.raises(LocalProtocolError, match="rebind"):
+        m.rebind()
+    with pytest.raises(LocalProtocolError, match="connect_to"):
+        m.connect_to(EntityType.OSD, "v2:127.0.0.1:1/1")
+    assert m.wait(10)
+
+
 def test_shutdown_from_a_dispatcher(messengers):
     done = threading.Event()
 
