@@ -158,7 +158,7 @@ class ConnectionEvents:
         elif kind is AddrLearned:
             self.msgr._learned_addr(ev.addr)
         elif kind is RemoteReset:
-            self._remote_reset()
+            self._remote_reset(ev.dropped)
         return True
 
     def _on_established(self, ev: Established) -> None:

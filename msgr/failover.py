@@ -155,9 +155,13 @@ class Failover:
         self._new_attempt(bump_connect_seq=bool(self._session.server_cookie))
         self._start_connect()
 
-    def _remote_reset(self) -> None:
-        """The peer lost our session: queues were dropped; tell the dispatchers."""
+    def _remote_reset(self, dropped: int = 0) -> None:
+        """The peer lost our session: ``dropped`` queued messages went with it (counted
+        in ``messages_dropped``, as Ceph's ``reset_session`` discards them); tell the
+        dispatchers."""
         self._worker.counters.session_resets += 1
+        if dropped:
+            self.msgr._count_dropped(dropped)
         self.msgr._deliver_event(self, "ms_handle_remote_reset")
 
     def _close_now(self, reset: bool = False) -> None:
@@ -312,8 +316,7 @@ class Failover:
             self._timer = None
         s = self._session
         if out.reset:
-            s.reset()
-            self._remote_reset()
+            self._remote_reset(len(s.reset()))
         s.requeue_sent()
         self._standby = False
         self._can_dial = _dialable(self.peer_addr) and not self.policy.server

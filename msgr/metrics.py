@@ -109,7 +109,8 @@ METRICS = (
               "Connections closed after ms_connection_idle_timeout without traffic.",
               "timeouts", "idle_timeouts"),
     MetricDef("msgr_messages_dropped_total", "counter",
-              "Messages sent on closed connections (discarded).", "messages", "messages_dropped",
+              "Messages discarded unsent: sent on a closed connection, queued when the peer "
+              "reset the session, or not frameable.", "messages", "messages_dropped",
               _E),
     MetricDef("msgr_connections", "gauge", "Open connections.", "connections", "connections", _E),
     MetricDef("msgr_connections_by_state", "gauge",

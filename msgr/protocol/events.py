@@ -78,7 +78,12 @@ class AddrLearned:
 
 @dataclass(frozen=True, slots=True)
 class RemoteReset:
-    """The peer lost our session (SESSION_RESET full); queues were dropped."""
+    """The peer lost our session (SESSION_RESET full); queues were dropped.
+
+    ``dropped``: how many queued or unacknowledged messages went with them.
+    """
+
+    dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,8 +225,7 @@ class HandshakeMixin:
         full = decode_u8(payload, "SESSION_RESET")
         s = self.session
         if full:
-            s.reset()
-            self._events.append(RemoteReset())
+            self._events.append(RemoteReset(len(s.reset())))
         else:
             s.server_cookie = s.connect_seq = s.in_seq = 0
         self._send_client_ident()

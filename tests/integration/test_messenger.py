@@ -209,6 +209,26 @@ def test_rebind_and_connect_to_after_shutdown_refuse(messengers):
     assert m.wait(10)
 
 
+def test_messages_a_remote_reset_discards_are_counted(messengers):
+    """The server forgets the lossless session: the client's queue goes with it (as in
+    Ceph's reset_session), and each discarded message is counted as dropped."""
+    sd, cd = Recorder(), Recorder()
+    s = messengers("osd.0", policy=Policy.stateful_server(), bind=True, dispatcher=sd)
+    c = messengers(policy=Policy.lossless_client(), dispatcher=cd, ms_initial_backoff=0.05)
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    conn.send_message(Message(1, tid=1))
+    assert sd.get().tid == 1
+    s.mark_down_all()
+    for tid in range(2, 6):
+        conn.send_message(Message(1, tid=tid))
+    assert wait_for(lambda: cd.count("remote_reset") == 1)
+    conn.send_message(Message(1, tid=99))
+    got = []
+    while (m := sd.get()).tid != 99:
+        got.append(m.tid)
+    assert len(got) + c.perf_dump()["messages_dropped"] == 4
+
+
 def test_shutdown_from_a_dispatcher(messengers):
     done = threading.Event()
 
