@@ -159,7 +159,10 @@ class Connection(ConnectionIO, ConnectionEvents, Failover):
                 return
             self._closed = True
             self._connected = False
+            dropped = len(self._pending)
             self._pending.clear()
+        if dropped:
+            self.msgr._count_dropped(dropped)
         self._reactor.submit(self._close_now, reset)
 
     def mark_disposable(self) -> None:

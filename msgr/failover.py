@@ -176,6 +176,7 @@ class Failover:
                 return
             self._dead = True
             self._closed = True
+            dropped = len(self._pending)
             self._pending.clear()
         conn_debug(log, self, "closing (reset=%s)", reset)
         self._drop_transport()
@@ -185,8 +186,11 @@ class Failover:
         if self._machine is not None:
             self._machine.close()
             self._machine = None
-        self._session.out.clear()
+        # what was never sent, or never acknowledged, is discarded: count it
+        dropped += len(self._session.out.clear()) + len(self._session.sent)
         self._session.sent.clear()
+        if dropped:
+            self.msgr._count_dropped(dropped)
         if self._delay is not None:
             self._delay.discard(self.msgr._release_message)
         self._worker.counters.connections_closed += 1

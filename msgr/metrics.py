@@ -109,7 +109,8 @@ METRICS = (
               "Connections closed after ms_connection_idle_timeout without traffic.",
               "timeouts", "idle_timeouts"),
     MetricDef("msgr_messages_dropped_total", "counter",
-              "Messages discarded unsent: sent on a closed connection, queued when the peer "
+              "Messages discarded before the peer acknowledged them: sent on a closed "
+              "connection, queued or unacknowledged when the connection closed or the peer "
               "reset the session, or not frameable.", "messages", "messages_dropped",
               _E),
     MetricDef("msgr_connections", "gauge", "Open connections.", "connections", "connections", _E),

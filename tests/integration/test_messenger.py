@@ -229,6 +229,19 @@ def test_messages_a_remote_reset_discards_are_counted(messengers):
     assert len(got) + c.perf_dump()["messages_dropped"] == 4
 
 
+@pytest.mark.parametrize("close", ["mark_down", "shutdown"])
+def test_messages_discarded_by_a_close_are_counted(messengers, close):
+    """Queued for a peer that never answers, then closed: each one is counted as dropped."""
+    c = messengers(policy=Policy.lossless_client(), dispatcher=Recorder(), ms_initial_backoff=5.0)
+    conn = c.connect_to(EntityType.OSD, "v2:127.0.0.1:1/1")      # refused: messages wait
+    for tid in range(5):
+        conn.send_message(Message(1, tid=tid))
+    time.sleep(0.1)                                             # into the session's queue
+    conn.send_message(Message(1, tid=5))
+    conn.mark_down() if close == "mark_down" else c.shutdown()
+    assert wait_for(lambda: c.perf_dump()["messages_dropped"] == 6)
+
+
 def test_shutdown_from_a_dispatcher(messengers):
     done = threading.Event()
 
