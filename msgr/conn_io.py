@@ -158,6 +158,8 @@ class ConnectionIO:
     # ---------------------------------------------------------------- reading
     @guarded
     def _on_io(self, mask: int) -> None:
+        if self._closed:        # mark_down() etc. from another thread: its _close_now is
+            return              # queued; reading on would ack messages it then discards
         if self._machine is None:
             self._on_connected()
             return

@@ -46,6 +46,7 @@ class Connection(ConnectionIO, ConnectionEvents, Failover):
     """
 
     _direct = True      # reactor-thread sends may bypass the pending list
+    _pooled = True      # picked through ReactorPool.pick (its load is released on close)
 
     def __init__(self, msgr, worker, peer_type: int, peer_addr: EntityAddr, policy,
                  outgoing: bool, anon: bool = False) -> None:

@@ -267,10 +267,13 @@ class DeliveryMixin:
         return max(0, enq - sum(self._dispatch.done))
 
     def get_loopback_connection(self):
-        """A connection to ourselves: messages sent on it are dispatched locally."""
+        """A connection to ourselves: messages sent on it are dispatched locally.
+
+        One while it is open; after a ``mark_down()`` of it, the next call makes a new one.
+        """
         from .loopback import LoopbackConnection
         with self._lock:
-            if self._loopback is None:
+            if self._loopback is None or self._loopback.is_closed and not self._stopped:
                 if not self._started:
                     raise LocalProtocolError("get_loopback_connection() needs start()")
                 worker = self._workers[0]

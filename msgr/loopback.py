@@ -17,6 +17,7 @@ class LoopbackConnection(Connection):
     """A Connection whose peer is its own messenger."""
 
     _direct = False     # every send goes through the pending list and local delivery
+    _pooled = False     # always on reactor 0, outside the pool's load count
 
     def __init__(self, msgr, worker) -> None:
         addr = msgr.addr or EntityAddr("any", "0.0.0.0", 0, msgr.nonce)

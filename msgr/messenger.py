@@ -125,6 +125,8 @@ class Messenger(DeliveryMixin):
                 raise LocalProtocolError("rebind() after shutdown()")
             self.nonce = (self.nonce + 1_000_000) % (1 << 32) or 1
             self.addr = EntityAddr("v2", listener.addr.host, listener.addr.port, self.nonce)
+            if self._loopback is not None:
+                self._loopback.peer_addr = self.addr
             old_listeners, self._listeners = self._listeners, [listener]
             if self._started:
                 r = self._pool.reactors[0]
@@ -284,7 +286,8 @@ class Messenger(DeliveryMixin):
             self._all_conns.discard(conn)
             if self._conns.get(conn.peer_addr) is conn:
                 del self._conns[conn.peer_addr]
-        self._pool.release(conn._reactor)
+        if conn._pooled:
+            self._pool.release(conn._reactor)
 
     def _learned_addr(self, addr: EntityAddr) -> None:
         with self._lock:

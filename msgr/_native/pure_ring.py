@@ -33,7 +33,7 @@ class RingSet:
 
     See :mod:`msgr._native` for the theory of operation.  This twin keeps
     the counters in Python lists and sleeps on a :class:`threading.Condition`;
-    a producer takes the lock only when the consumer announced it sleeps.
+    a producer takes the lock once per published batch, to see whether the consumer sleeps.
 
     Attributes:
         nrings: number of rings.

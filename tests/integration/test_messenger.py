@@ -168,6 +168,20 @@ def test_loopback_outlives_mark_down_all_and_rebind(messengers):
     assert rec.get().tid == 2 and lb.is_connected()
 
 
+def test_a_marked_down_loopback_is_replaced_and_follows_rebind(messengers):
+    rec = Recorder()
+    m = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=rec)
+    lb = m.connect_to(EntityType.OSD, m.bound)
+    lb.mark_down()
+    lb2 = m.get_loopback_connection()
+    assert lb2 is not lb and not lb2.is_closed
+    lb2.send_message(Message(1, tid=3))
+    assert rec.get().tid == 3
+    new = m.rebind()
+    assert m.connect_to(EntityType.OSD, new) is lb2 and lb2.peer_addr == new
+    assert all(r.load >= 0 for r in m._pool.reactors)
+
+
 def test_connect_to_our_own_address_is_the_loopback(messengers):
     rec = Recorder()
     m = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=rec)
@@ -226,6 +240,8 @@ def test_messages_a_remote_reset_discards_are_counted(messengers):
     got = []
     while (m := sd.get()).tid != 99:
         got.append(m.tid)
+    # the server's side was closing: it read (and acked) none of them
+    assert s.perf_dump()["messages_dropped"] == 0
     assert len(got) + c.perf_dump()["messages_dropped"] == 4
 
 
