@@ -20,11 +20,13 @@ Example::
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import weakref
 from dataclasses import dataclass
 
 from .counters import HISTOGRAM_NAMES, Histogram, HistogramSnapshot
+from .errors import ConfigError
 
 __all__ = ["METRICS", "MetricDef", "MessengerCollector", "register_messenger", "serve",
            "stop_servers", "exposition", "owners", "connection_states", "snapshot",
@@ -316,10 +318,21 @@ def serve(port: int = 0, addr: str = "127.0.0.1") -> int:
 
     Serves ``/metrics`` from prometheus_client's default registry, to which the
     :class:`MessengerCollector` is added once per process.
+
+    Raises:
+        TypeError: ``port`` is not an int.
+        ConfigError: ``port`` is outside 0..65535.
+        TransportError: the address cannot be bound (in use, not local, not an address).
     """
     from prometheus_client import start_http_server
+
+    from .transports.base import translate_os_errors
+    port = operator.index(port)
+    if not 0 <= port <= 65535:
+        raise ConfigError("port", f"{port} out of range 0..65535")
     registry = _ensure_registered()
-    server, _thread = start_http_server(port, addr, registry=registry)
+    with translate_os_errors(f"metrics exporter on {addr}:{port}"):
+        server, _thread = start_http_server(port, addr, registry=registry)
     with _lock:
         _servers.append(server)
     return server.server_port

@@ -15,6 +15,8 @@ import math
 import sys
 import time
 
+from msgr import MsgrError
+
 __all__ = ["LatencyHistogram", "bucket_index", "bucket_bounds", "summarize", "format_table",
            "format_progress", "write_json", "write_plot", "check_plot_available",
            "PERCENTILES", "sparse_delta", "ProgressLine", "finish", "serve_metrics"]
@@ -235,14 +237,22 @@ def write_json(path: str, summary: dict) -> None:
 
 
 def serve_metrics(port: int | None, addr: str) -> None:
-    """Starts ``msgr.metrics.serve(port, addr)`` when ``port`` is set and the module exists."""
+    """Starts ``msgr.metrics.serve(port, addr)`` when ``port`` is set and the module exists.
+
+    If the exporter cannot start (the port is taken, say), says why on stderr and the run
+    goes on without it.
+    """
     if port is None:
         return
     try:
         from msgr.metrics import serve
     except ImportError:
         return print("msgr-loadgen: metrics are unavailable (no msgr.metrics.serve)", file=sys.stderr)
-    print(f"metrics on http://{addr}:{serve(port, addr)}/metrics", file=sys.stderr, flush=True)
+    try:
+        bound = serve(port, addr)
+    except (MsgrError, ValueError, TypeError) as e:
+        return print(f"msgr-loadgen: running without metrics: {e}", file=sys.stderr, flush=True)
+    print(f"metrics on http://{addr}:{bound}/metrics", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- plots

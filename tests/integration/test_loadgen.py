@@ -9,6 +9,7 @@ import json
 import math
 import random
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -210,6 +211,21 @@ def test_local_run(tmp_path, mode):
     assert result["server"]["messages_received"] >= result["ops"]
     if mode == "reqreply":
         assert result["sent"] == result["ops"]
+
+
+def test_a_taken_metrics_port_is_reported_and_the_run_goes_on(tmp_path):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        out = tmp_path / "result.json"
+        proc = run_loadgen("--duration", "1", "--metrics-port", str(taken.getsockname()[1]),
+                           "--json", str(out), "--quiet")
+    finally:
+        taken.close()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "running without metrics" in proc.stderr and "Address already in use" in proc.stderr
+    check_result(out, "reqreply")
 
 
 def test_server_and_client_apart(tmp_path):

@@ -12,6 +12,7 @@ import inspect
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import msgr.conn_io
 import msgr.dispatch.pool
-from msgr import EntityType, Message, Policy, metrics
+from msgr import ConfigError, EntityType, Message, Policy, TransportError, metrics
 from msgr.counters import LATENCY_BOUNDS
 from msgr.metrics import METRICS
 from tests.conftest import Recorder, wait_for
@@ -276,3 +277,20 @@ def test_loadgen_serves_metrics_while_it_runs():
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0
+
+
+def test_the_exporter_reports_bad_ports_and_addresses_as_msgr_errors():
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with pytest.raises(TransportError, match="metrics exporter on 127.0.0.1"):
+            metrics.serve(port=taken.getsockname()[1])
+    finally:
+        taken.close()
+    with pytest.raises(TransportError, match="metrics exporter"):
+        metrics.serve(0, addr="999.1.1.1")
+    with pytest.raises(ConfigError, match="port"):
+        metrics.serve(65536)
+    with pytest.raises(TypeError):
+        metrics.serve("9100")
