@@ -349,7 +349,7 @@ class RxMixin:
             data = b""
         self._rpos = (off + (13 if nseg > 1 else 0)) if self.rev1 else off + 17
         s = self.session
-        if s.sent and s.sent[0].seq <= ack_seq:
+        if s.sent and s.sent[0][0] <= ack_seq:
             s.acked(ack_seq)
         if seq <= s.in_seq:          # Session.accept_seq, inlined (once per message)
             return None

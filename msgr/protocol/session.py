@@ -8,7 +8,9 @@ producer side, which the runtime feeds from any thread through its own lock.
 Rules (``ProtocolV2::write_message``, ``handle_message``, ``requeue_sent``):
 
 * sending: ``seq = ++out_seq``; the header piggy-backs ``ack_seq = in_seq``;
-  a lossless session keeps the message in ``sent`` until acked;
+  a lossless session keeps ``(seq, message)`` in ``sent`` until acked. The seq is
+  the session's own: one Message object may be queued on several sessions (a
+  broadcast), and ``message.seq`` only holds the last one it was framed with;
 * receiving: ``seq <= in_seq`` is an old duplicate and is dropped; otherwise
   ``in_seq = seq`` (and a lossless session owes one more ack) and ``ack_seq``
   trims ``sent`` (``acked``); the sending rule is applied batch-wise in
@@ -104,16 +106,19 @@ class OutQueue:
         self.count -= len(out)
         return out
 
-    def drop_requeued_up_to(self, seq: int) -> int | None:
-        """Drops requeued messages (front of the HIGHEST queue) with ``0 < m.seq <= seq``.
+    def drop_requeued_up_to(self, seqs: list, seq: int) -> int | None:
+        """Drops requeued messages numbered up to ``seq`` from the front of the HIGHEST
+        queue; ``seqs`` are their session seqs, front first (``Session.requeued``).
 
-        Returns how many were dropped, or None when nothing is requeued at all.
+        Returns how many were dropped, or None when the HIGHEST queue is empty.
         """
         rq = self._queues.get(REQUEUE_PRIORITY)
         if not rq:
             return None
         n = 0
-        while rq and 0 < rq[0].seq <= seq:
+        for s in seqs:
+            if s > seq or not rq:
+                break
             rq.popleft()
             n += 1
         self.count -= n
@@ -130,13 +135,14 @@ class OutQueue:
 class Session:
     """Per-session counters and queues (see the module docstring)."""
 
-    __slots__ = ("out", "sent", "out_seq", "in_seq", "ack_left", "lossy", "client_cookie",
-                 "server_cookie", "connect_seq", "global_seq", "peer_global_seq", "peer_gid",
-                 "features")
+    __slots__ = ("out", "sent", "requeued", "out_seq", "in_seq", "ack_left", "lossy",
+                 "client_cookie", "server_cookie", "connect_seq", "global_seq",
+                 "peer_global_seq", "peer_gid", "features")
 
     def __init__(self, lossy: bool) -> None:
         self.out = OutQueue()
-        self.sent: deque = deque()
+        self.sent: deque = deque()      # (seq, message), unacked, lossless only
+        self.requeued: list = []        # seqs of the requeued messages at the queue's front
         self.out_seq = 0
         self.in_seq = 0
         self.ack_left = 0
@@ -152,7 +158,7 @@ class Session:
     def acked(self, ack_seq: int) -> None:
         """The peer has everything up to ``ack_seq``: trim ``sent``."""
         sent = self.sent
-        while sent and sent[0].seq <= ack_seq:
+        while sent and sent[0][0] <= ack_seq:
             sent.popleft()
 
     def requeue_sent(self) -> None:
@@ -161,9 +167,13 @@ class Session:
         Their send-queue stamps are cleared: a replay is not observed again.
         """
         if self.sent:
-            for m in self.sent:
+            msgs = [m for _, m in self.sent]
+            for m in msgs:
                 m._queued_at = 0.0
-            self.out.push_front(list(self.sent))
+            self.out.push_front(msgs)
+            # no framing happens before the (re)connect consumes this in
+            # discard_requeued_up_to; anything still listed is behind these
+            self.requeued = [seq for seq, _ in self.sent] + self.requeued
             self.out_seq -= len(self.sent)
             self.sent.clear()
 
@@ -174,13 +184,15 @@ class Session:
         becomes ``seq`` (everything we sent was acked); otherwise requeued
         messages with ``0 < m.seq <= seq`` are dropped, each advancing ``out_seq``.
         """
-        dropped = self.out.drop_requeued_up_to(seq)
+        dropped = self.out.drop_requeued_up_to(self.requeued, seq)
+        self.requeued = []
         self.out_seq = seq if dropped is None else self.out_seq + dropped
 
     def reset(self) -> list:
         """Forgets the session (``reset_session``); returns the dropped messages."""
-        dropped = list(self.sent) + self.out.clear()
+        dropped = [m for _, m in self.sent] + self.out.clear()
         self.sent.clear()
+        self.requeued = []
         self.out_seq = self.in_seq = self.ack_left = 0
         self.client_cookie = self.server_cookie = self.connect_seq = 0
         self.peer_global_seq = 0

@@ -155,7 +155,7 @@ class TxMixin:
                     seq += 1
                     m.seq = seq
                     if not lossy:
-                        sent.append(m)
+                        sent.append((seq, m))
                     f, mid, d = m.front, m.middle, m.data
                     lf, lm, ld = len(f), len(mid), len(d)
                     if lf + lm + ld > COPY_LIMIT and \
@@ -227,7 +227,7 @@ class TxMixin:
         framed = sum(len(g) for _, g in groups) - (len(last) - end if inside else 0)
         failed = last[end] if inside and end < len(last) else None
         if not s.lossy:        # the framed ones, and the failed one if it got that far
-            k = framed + (1 if failed is not None and s.sent and s.sent[-1] is failed else 0)
+            k = framed + (1 if failed is not None and s.sent and s.sent[-1][1] is failed else 0)
             for _ in range(k):
                 s.sent.pop()
         s.out_seq = base_seq

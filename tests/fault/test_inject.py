@@ -135,3 +135,24 @@ def test_delay_injection_keeps_order_and_delivers_everything(messengers):
     assert [m.tid for m in cd.msgs] == list(range(200))
     held = [k._delay for k in s._all_conns if k._delay is not None]
     assert held and sum(d.delayed for d in held) > 0
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_one_message_object_broadcast_to_two_lossless_peers(messengers, seed):
+    """Each Message object goes to two servers while sockets break under both sessions:
+    both get every message exactly once, in order. (The unit tests in
+    test_shared_message.py pin the race this guards; here it is end to end.)"""
+    recs = [Recorder(), Recorder()]
+    servers = [messengers(f"osd.{k}", policy=Policy.stateful_server(), bind=True,
+                          dispatcher=recs[k], **cfg(seed + k)) for k in (0, 1)]
+    c = messengers("client.-1", policy=Policy.lossless_client(), dispatcher=Recorder(),
+                   **cfg(seed + 100, failures=20))
+    conns = [c.connect_to(EntityType.OSD, s.bound) for s in servers]
+    for wave in range(0, N, 25):
+        for i in range(wave, wave + 25):
+            msg = Message(3, front=b"%d" % i, tid=i)
+            for conn in conns:
+                conn.send_message(msg)
+        assert wait_for(lambda: all(len(r.msgs) >= wave + 25 for r in recs), 30), wave
+    assert all([m.tid for m in r.msgs] == list(range(N)) for r in recs)
+    assert c.perf_dump()["connection_faults"] >= 2

@@ -87,7 +87,7 @@ def test_send_queue_latency_observes_each_message_once_not_its_replay():
     assert hist.count == 3 and hist.sum == 1.5
     s.requeue_sent()                      # a fault before the ACK: the three go again
     assert p.client.data_to_send(2.0, 1 << 20, hist)
-    assert [m.seq for m in s.sent] == [1, 2, 3] and hist.count == 3
+    assert [seq for seq, _ in s.sent] == [1, 2, 3] and hist.count == 3
 
 
 class _BlockFirstMessageWrite:
@@ -111,7 +111,7 @@ def test_send_queue_latency_observes_once_across_an_interceptor_halt():
     p.client.data_to_send(1.5, 1 << 20, hist)        # halts after framing the first
     p.client.resume()
     p.client.data_to_send(2.0, 1 << 20, hist)        # the other two go now
-    assert [m.seq for m in s.sent] == [1, 2, 3] and hist.count == 3
+    assert [seq for seq, _ in s.sent] == [1, 2, 3] and hist.count == 3
 
 
 def test_priority_order():
