@@ -9,9 +9,9 @@ event calls on a dispatch thread (or inline on the reactor when
 from __future__ import annotations
 
 import logging
-import operator
 
 from . import counters as _counters
+from .checks import as_int
 from .dispatch.pool import DispatchPool
 from .dispatch.throttle import Throttle, ThrottleSet
 from .dispatcher import Dispatcher
@@ -79,11 +79,7 @@ class DeliveryMixin:
             raise LocalProtocolError("set_policy_throttlers() must come before start()")
         limits = []
         for name, value in (("max_bytes", max_bytes), ("max_messages", max_messages)):
-            try:
-                value = 0 if value is None else operator.index(value)
-            except TypeError:
-                raise TypeError(f"set_policy_throttlers: {name} must be an int or None, "
-                                f"not {type(value).__name__}") from None
+            value = 0 if value is None else as_int(value, f"set_policy_throttlers: {name}")
             if value < 0:
                 raise ConfigError(name, f"must be >= 0, got {value}")
             limits.append(value)

@@ -5,11 +5,11 @@ Plain frozen values. Their wire encodings live in ``msgr.protocol.addrs``.
 from __future__ import annotations
 
 import ipaddress
-import operator
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
+from .checks import as_int
 from .errors import ConfigError
 
 __all__ = ["EntityType", "EntityName", "EntityAddr", "ADDR_TYPES"]
@@ -49,11 +49,7 @@ class EntityName:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", EntityType(self.type))
-        try:
-            num = operator.index(self.num)
-        except TypeError:
-            raise TypeError(f"EntityName.num must be an int, not {type(self.num).__name__}") \
-                from None
+        num = as_int(self.num, "EntityName.num")
         if not -(1 << 63) <= num < 1 << 63:
             raise ValueError(f"EntityName.num {num} does not fit entity_name_t's int64")
         object.__setattr__(self, "num", num)

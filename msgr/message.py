@@ -6,7 +6,7 @@ fields map one to one onto ``ceph_msg_header2``.
 """
 from __future__ import annotations
 
-from operator import index as _index
+from .checks import as_int
 
 __all__ = ["Message"]
 
@@ -23,11 +23,7 @@ def check_header_fields(**fields) -> None:
     """Raises TypeError (not an int) or ValueError (out of range) for the first bad field
     (keyword names from ``FIELD_BITS``)."""
     for name, value in fields.items():
-        try:
-            value = _index(value)           # ints and what acts as one (numpy's), not floats
-        except TypeError:
-            raise TypeError(f"message {name} must be an int, not {value.__class__.__name__}") \
-                from None
+        value = as_int(value, f"message {name}")
         if not 0 <= value < 1 << FIELD_BITS[name]:
             raise ValueError(f"message {name} {value} out of range 0..{(1 << FIELD_BITS[name]) - 1}")
 

@@ -20,11 +20,11 @@ Example::
 from __future__ import annotations
 
 import logging
-import operator
 import threading
 import weakref
 from dataclasses import dataclass
 
+from .checks import as_int
 from .counters import HISTOGRAM_NAMES, Histogram, HistogramSnapshot
 from .errors import ConfigError
 
@@ -327,7 +327,7 @@ def serve(port: int = 0, addr: str = "127.0.0.1") -> int:
     from prometheus_client import start_http_server
 
     from .transports.base import translate_os_errors
-    port = operator.index(port)
+    port = as_int(port, "metrics port")
     if not 0 <= port <= 65535:
         raise ConfigError("port", f"{port} out of range 0..65535")
     registry = _ensure_registered()

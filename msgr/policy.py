@@ -12,6 +12,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass, field, replace
 
+from .checks import as_int
 from .entity import EntityType
 
 __all__ = ["Policy", "PolicySet", "check_policy", "peer_type_of"]
@@ -44,11 +45,7 @@ class Policy:
                 if flag not in (0, 1):
                     raise TypeError(f"Policy.{name} must be a bool, not {value!r}"[:200])
                 object.__setattr__(self, name, bool(flag))
-        try:
-            f = operator.index(self.features_required)
-        except TypeError:
-            raise TypeError(f"Policy.features_required must be an int, not "
-                            f"{type(self.features_required).__name__}") from None
+        f = as_int(self.features_required, "Policy.features_required")
         if not 0 <= f < 1 << 64:
             raise ValueError(f"Policy.features_required {f} out of range 0..2**64-1")
         object.__setattr__(self, "features_required", f)

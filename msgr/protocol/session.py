@@ -180,9 +180,10 @@ class Session:
     def discard_requeued_up_to(self, seq: int) -> None:
         """The peer already has messages up to ``seq``: drop them from the requeue.
 
-        Ceph's ``discard_requeued_up_to``: with nothing requeued, ``out_seq``
-        becomes ``seq`` (everything we sent was acked); otherwise requeued
-        messages with ``0 < m.seq <= seq`` are dropped, each advancing ``out_seq``.
+        Ceph's ``discard_requeued_up_to``: with nothing at the highest priority,
+        ``out_seq`` becomes ``seq`` (everything we sent was acked); otherwise the
+        requeued messages numbered up to ``seq`` in this session (``requeued``, set
+        by :meth:`requeue_sent`) are dropped, each advancing ``out_seq``.
         """
         dropped = self.out.drop_requeued_up_to(self.requeued, seq)
         self.requeued = []
