@@ -20,10 +20,42 @@ What each error leaves behind:
 """
 from __future__ import annotations
 
+from enum import StrEnum
+
 __all__ = [
     "MsgrError", "ProtocolError", "LocalProtocolError", "RemoteProtocolError",
-    "ConnectionClosed", "TransportError", "ConnectionRefused", "ConfigError",
+    "ConnectionClosed", "TransportError", "ConnectionRefused", "ConfigError", "Reason",
 ]
+
+
+class Reason(StrEnum):
+    """Why a peer's bytes were refused: :attr:`RemoteProtocolError.reason`.
+
+    A ``str`` enum, so ``error.reason == "bad_crc"`` holds; inside msgr the
+    members are used, so a misspelt reason fails where it is written.
+    """
+
+    PROTOCOL = "protocol"       # any other protocol rule
+    BAD_BANNER = "bad_banner"   # not a msgr2 banner (msgr v1, garbage)
+    BAD_CRC = "bad_crc"         # a preamble or segment CRC32C mismatch
+    BAD_FRAME = "bad_frame"     # a frame's layout (segment count, lengths, late status)
+    BAD_TAG = "bad_tag"         # a frame tag unknown, or not allowed in this state
+    DECODE = "decode"           # a payload that does not decode
+    TOO_LARGE = "too_large"     # a segment over ms_max_segment_bytes
+    AUTH = "auth"               # authentication refused or failed
+    FEATURES = "features"       # the peers' required features do not match
+    PEER_ADDR = "peer_addr"     # the peer names addresses that do not fit
+    PEER_TYPE = "peer_type"     # the peer is not the entity type we dialled
+    WAIT = "wait"               # the peer answered WAIT (a connection race it wins)
+
+    @property
+    def is_bad_frame(self) -> bool:
+        """True for reasons that mean corrupt or malformed frames (``msgr_bad_frames_total``)."""
+        return self in _BAD_FRAME
+
+
+_BAD_FRAME = frozenset({Reason.BAD_CRC, Reason.BAD_FRAME, Reason.BAD_TAG, Reason.DECODE,
+                        Reason.TOO_LARGE, Reason.BAD_BANNER})
 
 
 class MsgrError(Exception):
@@ -42,17 +74,24 @@ class RemoteProtocolError(ProtocolError):
     """The peer sent something illegal.
 
     Attributes:
-        reason: a short machine-friendly word (``"bad_crc"``, ``"bad_tag"``, ...)
+        reason: a :class:`Reason` (a ``str`` enum: ``"bad_crc"``, ``"bad_tag"``, ...),
             used for counting faults.
+
+    Raises:
+        ValueError: ``reason`` is not one of :class:`Reason`'s values.
     """
 
-    def __init__(self, message: str, reason: str = "protocol") -> None:
+    def __init__(self, message: str, reason: Reason | str = Reason.PROTOCOL) -> None:
         super().__init__(message)
-        self.reason = reason
+        self.reason = Reason(reason)
 
 
 class ConnectionClosed(MsgrError):
-    """The connection was closed by this side."""
+    """The connection was closed by this side.
+
+    Nothing raises it yet: it is the error a pending ``Connection.request()``
+    future will fail with when its connection is marked down or reset.
+    """
 
 
 class TransportError(MsgrError):

@@ -26,17 +26,16 @@ from __future__ import annotations
 import functools
 import logging
 
-from .arbiter import Existing, Outcome, decide_ident, decide_reconnect
+from .arbiter import Existing, Outcome, Verdict, decide_ident, decide_reconnect
 from .errors import ConnectionRefused, RemoteProtocolError
 from .log import conn_debug
 from .message import Message
-from .protocol.events import Decision, Faulted, SessionRequest
+from .protocol.events import Decision, Faulted, Reply, SessionRequest
 from .protocol.states import ConnState
 from .reactor.loop import EVENT_READ
 
 __all__ = ["Failover", "guarded"]
 log = logging.getLogger(__name__)
-_BAD_FRAME_REASONS = {"bad_crc", "bad_frame", "bad_tag", "decode", "too_large", "bad_banner"}
 
 
 def guarded(fn):
@@ -81,7 +80,7 @@ class Failover:
     def _count_fault(self, err) -> None:
         counters = self._worker.counters
         counters.connection_faults += 1
-        if isinstance(err, RemoteProtocolError) and err.reason in _BAD_FRAME_REASONS:
+        if isinstance(err, RemoteProtocolError) and err.reason.is_bad_frame:
             counters.bad_frames += 1
 
     def _on_fault(self, ev: Faulted) -> None:
@@ -208,15 +207,15 @@ class Failover:
         peer = req.peer_addrs[0]
         self.peer_addr = peer
         if m.policy.server and m.policy.lossy:
-            m.decide(Decision("reset", full=True) if req.reconnect else Decision("accept"))
+            m.decide(Decision(Reply.RESET, full=True) if req.reconnect else Decision(Reply.ACCEPT))
             return self._after_decision()
         existing = self.msgr._register_if_absent(peer, self, register=not req.reconnect)
         if existing is None:
             if req.reconnect:
-                m.decide(Decision("reset", full=True))
+                m.decide(Decision(Reply.RESET, full=True))
             else:
                 self._can_dial = _dialable(peer) and not m.policy.server
-                m.decide(Decision("accept"))
+                m.decide(Decision(Reply.ACCEPT))
             return self._after_decision()
         self._handed_off = True
         self._set_mask(0)
@@ -244,7 +243,7 @@ class Failover:
         m = self._machine
         if self._dead or m is None:
             return
-        if decision.kind == "accept":
+        if decision.kind is Reply.ACCEPT:
             self._can_dial = _dialable(self.peer_addr) and not m.policy.server
         self._set_mask(EVENT_READ)
         self._arm_timer(m.next_deadline())
@@ -274,21 +273,21 @@ class Failover:
                                req.peer_addrs[0], my)
         conn_debug(log, self, "arbitration for %r: %s", temp, out)
         self.msgr._inject_internal_delay()
-        if out.kind == "reuse":
+        if out.kind is Verdict.REUSE:
             self._adopt(temp, req, out)
             return
         decision = self._reply_for(temp, req, out)
         temp._reactor.submit(temp._decided, decision)
 
     def _reply_for(self, temp, req: SessionRequest, out: Outcome) -> Decision:
-        if out.kind in ("accept_new", "replace_lossy"):
-            if out.kind == "replace_lossy":
+        if out.kind is Verdict.ACCEPT_NEW or out.kind is Verdict.REPLACE_LOSSY:
+            if out.kind is Verdict.REPLACE_LOSSY:
                 self._close_now(reset=True)
             self.msgr._replace_registration(req.peer_addrs[0], temp, self)
-            return Decision("accept")
-        if out.kind == "wait":
+            return Decision(Reply.ACCEPT)
+        if out.kind is Verdict.WAIT:
             self._push_connect()
-        return Decision(out.kind, full=out.full, seq=out.seq)
+        return Decision(Reply(out.kind.value), full=out.full, seq=out.seq)
 
     def _push_connect(self) -> None:
         """Ceph sends a keepalive on the winning connection so it finishes connecting."""
@@ -329,7 +328,7 @@ class Failover:
         machine.owner = self
         self._set_mask(EVENT_READ)
         self._arm_timer(machine.next_deadline())
-        machine.decide(Decision("accept", session=s))
+        machine.decide(Decision(Reply.ACCEPT, session=s))
         if not self._after_decision() and self._machine is machine and self._transport is not None:
             self._write()           # parked messages hold the reading: still answer the peer
 

@@ -182,7 +182,7 @@ def owners(m) -> list:
 
 def _state_names() -> tuple:
     from .protocol.states import ConnState
-    return tuple(s.name for s in ConnState)
+    return tuple(s.name for s in ConnState) + ("STANDBY",)
 
 
 def connection_states(m) -> dict:

@@ -9,8 +9,8 @@ see the other connections (Ceph's ``handle_existing_connection`` and
 """
 from __future__ import annotations
 
-from ..errors import RemoteProtocolError
-from .events import Decision, SessionRequest
+from ..errors import Reason, RemoteProtocolError
+from .events import Decision, Reply, SessionRequest
 from .frames import Tag
 from .params import FEATURE_MSG_ADDR2
 from .payloads import (FLAG_LOSSY, ClientIdent, Reconnect, ServerIdent, decode_client_ident,
@@ -31,7 +31,7 @@ class AcceptMixin:
 
     def _check_addrs(self, addrs: tuple) -> None:
         if not addrs or addrs[0].type == "none":
-            raise RemoteProtocolError("session frame without a peer address", "peer_addr")
+            raise RemoteProtocolError("session frame without a peer address", Reason.PEER_ADDR)
 
     def _a_client_ident(self, payload: bytes):
         ident: ClientIdent = decode_client_ident(payload)
@@ -39,7 +39,7 @@ class AcceptMixin:
         if ident.target_addr not in self.my_addrs:
             raise RemoteProtocolError(
                 f"peer is trying to reach us at {ident.target_addr}, which is not one of "
-                f"{[str(a) for a in self.my_addrs]}", "peer_addr")
+                f"{[str(a) for a in self.my_addrs]}", Reason.PEER_ADDR)
         missing = (self.policy.features_required | FEATURE_MSG_ADDR2) & ~ident.features_supported
         if missing:
             self._send(Tag.IDENT_MISSING_FEATURES, encode_u64(missing))
@@ -61,26 +61,24 @@ class AcceptMixin:
     def _a_decided(self, d: Decision):
         req, self._request = self._request, None
         if req is None:
-            raise RemoteProtocolError("decision without a pending session request", "bad_tag")
+            raise RemoteProtocolError("decision without a pending session request", Reason.BAD_TAG)
         kind = d.kind
-        if kind == "accept":
+        if kind is Reply.ACCEPT:
             if d.session is not None:
                 self.session = d.session
             return self._accept_reconnect(req.ident, d) if req.reconnect else \
                 self._accept_ident(req.ident)
-        if kind == "stop":
+        if kind is Reply.STOP:
             self._out.clear()
             return ConnState.CLOSED
-        if kind == "wait":
+        if kind is Reply.WAIT:
             self._send(Tag.WAIT, b"")
-        elif kind == "reset":
+        elif kind is Reply.RESET:
             self._send(Tag.SESSION_RESET, encode_u8(1 if d.full else 0))
-        elif kind == "retry":
+        elif kind is Reply.RETRY:
             self._send(Tag.SESSION_RETRY, encode_u64(d.seq))
-        elif kind == "retry_global":
-            self._send(Tag.SESSION_RETRY_GLOBAL, encode_u64(d.seq))
         else:
-            raise ValueError(f"unknown decision {kind!r}")
+            self._send(Tag.SESSION_RETRY_GLOBAL, encode_u64(d.seq))
         return ConnState.SESSION_ACCEPTING
 
     def _accept_ident(self, ident: ClientIdent) -> None:

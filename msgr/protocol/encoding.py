@@ -15,7 +15,7 @@ import struct
 from contextlib import contextmanager
 from typing import Iterator
 
-from ..errors import RemoteProtocolError
+from ..errors import Reason, RemoteProtocolError
 
 __all__ = ["Encoder", "Decoder", "DecodeError"]
 
@@ -32,7 +32,7 @@ class DecodeError(RemoteProtocolError):
     """The peer's bytes do not decode as the expected Ceph structure."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, reason="decode")
+        super().__init__(message, reason=Reason.DECODE)
 
 
 class Encoder:

@@ -7,12 +7,13 @@ dataclasses, or the :data:`NEED_DATA` sentinel. Owners dispatch on ``type()``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from ..entity import EntityAddr, EntityName
 from ..errors import MsgrError
 
 __all__ = ["NEED_DATA", "Established", "Faulted", "KeepaliveAck", "AddrLearned",
-           "RemoteReset", "SessionRequest", "Decision"]
+           "RemoteReset", "SessionRequest", "Decision", "Reply"]
 
 
 class _NeedData:
@@ -53,13 +54,11 @@ class Faulted:
         error: why (a RemoteProtocolError, TransportError, ...).
         was_ready: the session had reached READY on this transport.
         wait: the peer said WAIT: retry after ``ms_max_backoff``.
-        refused: the server refused features (IDENT_MISSING_FEATURES) or auth.
     """
 
     error: MsgrError
     was_ready: bool
     wait: bool = False
-    refused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,21 +98,31 @@ class SessionRequest:
     peer_addrs: tuple
 
 
+class Reply(Enum):
+    """What the accepting machine answers a :class:`SessionRequest` with (the frame it sends)."""
+
+    ACCEPT = "accept"               # SERVER_IDENT, or SESSION_RECONNECT_OK for a reconnect
+    WAIT = "wait"                   # WAIT: a connection race this side wins
+    RESET = "reset"                 # SESSION_RESET (``full`` or not)
+    RETRY = "retry"                 # SESSION_RETRY with our connect_seq
+    RETRY_GLOBAL = "retry_global"   # SESSION_RETRY_GLOBAL with the peer global_seq we know
+    STOP = "stop"                   # nothing: a stale attempt, closed without a word
+
+
 @dataclass(frozen=True)
 class Decision:
     """The owner's answer to a :class:`SessionRequest` (Ceph's ``handle_existing_connection``
     and ``handle_reconnect`` outcomes).
 
     Attributes:
-        kind: ``"accept"`` (SERVER_IDENT, or RECONNECT_OK for a reconnect),
-            ``"wait"``, ``"reset"``, ``"retry"``, ``"retry_global"`` or ``"stop"``.
-        full: for ``"reset"``: a full session reset.
-        seq: for ``"retry"`` the connect_seq, for ``"retry_global"`` the global_seq.
-        session: for ``"accept"``: the existing Session to continue (reuse), or
+        kind: the :class:`Reply` to send.
+        full: for ``RESET``: a full session reset.
+        seq: for ``RETRY`` the connect_seq, for ``RETRY_GLOBAL`` the global_seq.
+        session: for ``ACCEPT``: the existing Session to continue (reuse), or
             None for the machine's own new session.
     """
 
-    kind: str
+    kind: Reply
     full: bool = False
     seq: int = 0
     session: object = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from ..entity import EntityAddr, EntityName, EntityType
-from ..errors import RemoteProtocolError
+from ..errors import Reason, RemoteProtocolError
 from .events import AddrLearned, Established, RemoteReset
 from .frames import Tag, control_frame
 from .intercept import WRITE_BPS
@@ -34,13 +34,11 @@ class WaitSignal(RemoteProtocolError):
     """The peer answered WAIT: back off ``ms_max_backoff`` and retry."""
 
     def __init__(self) -> None:
-        super().__init__("peer asked us to WAIT (connection race)", "wait")
+        super().__init__("peer asked us to WAIT (connection race)", Reason.WAIT)
 
 
 class RefusedError(RemoteProtocolError):
     """The peer refused us (features or auth); retrying will not help soon."""
-
-    refused = True
 
 
 class HandshakeMixin:
@@ -76,7 +74,7 @@ class HandshakeMixin:
         ours = MSGR2_REV1 if self.p.rev1_allowed else 0
         if required & ~ours:
             raise RefusedError(f"peer requires msgr2 features {required:#x}, we have {ours:#x}",
-                               "features")
+                               Reason.FEATURES)
         self.rev1 = bool(ours & supported & MSGR2_REV1)
 
     def _a_client_banner(self, payload: bytes) -> None:
@@ -92,7 +90,7 @@ class HandshakeMixin:
     def _hello_type(self, payload: bytes) -> Hello:
         h = decode_hello(payload)
         if h.entity_type not in _KNOWN_TYPES:
-            raise RemoteProtocolError(f"HELLO names unknown entity type {h.entity_type}", "decode")
+            raise RemoteProtocolError(f"HELLO names unknown entity type {h.entity_type}", Reason.DECODE)
         return h
 
     def _a_client_hello(self, payload: bytes) -> None:
@@ -100,7 +98,7 @@ class HandshakeMixin:
         if h.entity_type != self.peer_type:
             raise RemoteProtocolError(
                 f"peer is a {EntityType(h.entity_type).label}, we dialled a "
-                f"{EntityType(self.peer_type).label}", "peer_type")
+                f"{EntityType(self.peer_type).label}", Reason.PEER_TYPE)
         self._learn_addr(h.peer_addr)
         auth = self.p.auth_client
         req = AuthRequest(auth.method, auth.modes, auth.request_payload(self.peer_type))
@@ -137,18 +135,18 @@ class HandshakeMixin:
     def _a_auth_done(self, payload: bytes) -> None:
         done: AuthDone = decode_auth_done(payload)
         if done.con_mode not in self.p.auth_client.modes:
-            raise RemoteProtocolError(f"server chose connection mode {done.con_mode}", "auth")
+            raise RemoteProtocolError(f"server chose connection mode {done.con_mode}", Reason.AUTH)
         self._send(Tag.AUTH_SIGNATURE, self.p.auth_client.signature())
 
     def _a_auth_bad_method(self, payload: bytes) -> None:
-        raise RefusedError("server refused auth method none (AUTH_BAD_METHOD)", "auth")
+        raise RefusedError("server refused auth method none (AUTH_BAD_METHOD)", Reason.AUTH)
 
     def _a_auth_reply_more(self, payload: bytes) -> None:
-        raise RemoteProtocolError("AUTH_REPLY_MORE: auth none takes one round", "auth")
+        raise RemoteProtocolError("AUTH_REPLY_MORE: auth none takes one round", Reason.AUTH)
 
     def _check_signature(self, payload: bytes, expected: bytes) -> None:
         if payload != expected:
-            raise RemoteProtocolError("AUTH_SIGNATURE mismatch", "auth")
+            raise RemoteProtocolError("AUTH_SIGNATURE mismatch", Reason.AUTH)
 
     def _a_client_auth_signature(self, payload: bytes):
         self._check_signature(payload, self.p.auth_client.signature())
@@ -185,7 +183,7 @@ class HandshakeMixin:
         if self.p.target_addr not in ident.addrs:
             raise RemoteProtocolError(
                 f"server addrs {[str(a) for a in ident.addrs]} do not include the address we "
-                f"dialled {self.p.target_addr}", "peer_addr")
+                f"dialled {self.p.target_addr}", Reason.PEER_ADDR)
         s = self.session
         s.server_cookie = ident.server_cookie
         s.peer_global_seq = ident.global_seq
@@ -208,7 +206,7 @@ class HandshakeMixin:
 
     def _a_ident_missing_features(self, payload: bytes) -> None:
         missing = decode_u64(payload, "IDENT_MISSING_FEATURES")
-        raise RefusedError(f"server requires features we lack: {missing:#x}", "features")
+        raise RefusedError(f"server requires features we lack: {missing:#x}", Reason.FEATURES)
 
     def _a_wait(self, payload: bytes) -> None:
         raise WaitSignal()

@@ -29,7 +29,7 @@ import logging
 from collections import deque
 
 from .. import _native
-from ..errors import LocalProtocolError, MsgrError, RemoteProtocolError, TransportError
+from ..errors import LocalProtocolError, MsgrError, Reason, RemoteProtocolError, TransportError
 from .accept import AcceptMixin
 from .events import Faulted
 from .frames import Tag, control_frame
@@ -145,7 +145,7 @@ class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
     def _step(self, inp: Input, arg) -> None:
         t = TRANSITIONS.get((self.state, inp))
         if t is None:
-            raise RemoteProtocolError(f"unexpected {inp.name} in state {self.state.name}", "bad_tag")
+            raise RemoteProtocolError(f"unexpected {inp.name} in state {self.state.name}", Reason.BAD_TAG)
         res = getattr(self, "_a_" + t.action)(arg)
         nxt = t.next if res is None else res
         if nxt is not t.next and nxt not in t.alt:
@@ -167,8 +167,7 @@ class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
 
     def _a_fault(self, error: MsgrError):
         wait = isinstance(error, WaitSignal)
-        self.fault_event = Faulted(error, self.was_ready, wait=wait,
-                                   refused=getattr(error, "refused", False))
+        self.fault_event = Faulted(error, self.was_ready, wait=wait)
         self._events.append(self.fault_event)
         return ConnState.WAIT if wait else None
 
@@ -179,7 +178,7 @@ class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
         self._a_fault(error)
 
     def _a_message(self, payload) -> None:
-        raise RemoteProtocolError("MESSAGE frame outside READY handled by the table", "bad_tag")
+        raise RemoteProtocolError("MESSAGE frame outside READY handled by the table", Reason.BAD_TAG)
 
     def _a_ack(self, payload) -> None:
         from .payloads import decode_u64
@@ -187,13 +186,13 @@ class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
 
     def _a_keepalive(self, payload) -> None:
         if len(payload) != 8:
-            raise RemoteProtocolError("KEEPALIVE2 payload is not 8 bytes", "decode")
+            raise RemoteProtocolError("KEEPALIVE2 payload is not 8 bytes", Reason.DECODE)
         self._out.append(control_frame(Tag.KEEPALIVE2_ACK, payload, self.rev1))
 
     def _a_keepalive_ack(self, payload) -> None:
         from .events import KeepaliveAck
         if len(payload) != 8:
-            raise RemoteProtocolError("KEEPALIVE2_ACK payload is not 8 bytes", "decode")
+            raise RemoteProtocolError("KEEPALIVE2_ACK payload is not 8 bytes", Reason.DECODE)
         stamp = (int.from_bytes(payload[:4], "little"), int.from_bytes(payload[4:], "little"))
         self._events.append(KeepaliveAck(stamp))
 
@@ -206,7 +205,7 @@ class ProtocolMachine(RxMixin, TxMixin, HandshakeMixin, AcceptMixin):
 
     def on_tick(self, now: float) -> None:
         """Checks the ready and idle timeouts; a timeout faults the machine."""
-        if self.done or self.state is ConnState.STANDBY:
+        if self.done:
             return
         if self.state is _READY:
             if now - self._last_active >= self.p.idle_timeout:

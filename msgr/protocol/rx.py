@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 
 from .. import _native
-from ..errors import MsgrError, RemoteProtocolError
+from ..errors import MsgrError, Reason, RemoteProtocolError
 from ..message import Message
 from .events import NEED_DATA
 from .frames import HEADER2, HEADER2_SIZE, PREAMBLE_SIZE, Tag
@@ -37,11 +37,11 @@ MAX_RECORDS = 64
 # are never traversed or promoted: 64 B decode 1150 -> 1026 ns (A/B, one process).
 EVENTS_PER_CALL = MAX_RECORDS
 _SCAN_ERRORS = {
-    _native.SCAN_BAD_PREAMBLE_CRC: ("bad preamble crc", "bad_crc"),
-    _native.SCAN_BAD_SEGMENT_COUNT: ("bad segment count", "bad_frame"),
-    _native.SCAN_SEGMENT_TOO_LARGE: ("segment larger than ms_max_segment_bytes", "too_large"),
-    _native.SCAN_BAD_SEGMENT_CRC: ("bad segment crc", "bad_crc"),
-    _native.SCAN_BAD_LATE_STATUS: ("bad epilogue late status", "bad_frame"),
+    _native.SCAN_BAD_PREAMBLE_CRC: ("bad preamble crc", Reason.BAD_CRC),
+    _native.SCAN_BAD_SEGMENT_COUNT: ("bad segment count", Reason.BAD_FRAME),
+    _native.SCAN_SEGMENT_TOO_LARGE: ("segment larger than ms_max_segment_bytes", Reason.TOO_LARGE),
+    _native.SCAN_BAD_SEGMENT_CRC: ("bad segment crc", Reason.BAD_CRC),
+    _native.SCAN_BAD_LATE_STATUS: ("bad epilogue late status", Reason.BAD_FRAME),
 }
 _TAG_INPUT = {t.value: Input(t.value) for t in Tag}
 _REC = struct.Struct("<8q")
@@ -234,13 +234,13 @@ class RxMixin:
         prefix_len = min(len(got), len(BANNER_PREFIX))
         if bytes(got[:prefix_len]) != BANNER_PREFIX[:prefix_len]:
             if bytes(got[:prefix_len]).startswith(b"ceph v0"):
-                raise RemoteProtocolError("peer is using the msgr v1 protocol", "bad_banner")
-            raise RemoteProtocolError(f"bad banner {bytes(got[:10])!r}", "bad_banner")
+                raise RemoteProtocolError("peer is using the msgr v1 protocol", Reason.BAD_BANNER)
+            raise RemoteProtocolError(f"bad banner {bytes(got[:10])!r}", Reason.BAD_BANNER)
         if len(got) < len(BANNER_PREFIX) + 2:
             return False
         plen = int.from_bytes(got[8:10], "little")
         if not 16 <= plen <= 4096:
-            raise RemoteProtocolError(f"banner payload length {plen}", "bad_banner")
+            raise RemoteProtocolError(f"banner payload length {plen}", Reason.BAD_BANNER)
         total = 10 + plen
         if len(got) < total:
             return False
@@ -293,9 +293,9 @@ class RxMixin:
             return self._message(start, nseg, lens)
         inp = _TAG_INPUT.get(tag)
         if inp is None:
-            raise RemoteProtocolError(f"unknown frame tag {tag}", "bad_tag")
+            raise RemoteProtocolError(f"unknown frame tag {tag}", Reason.BAD_TAG)
         if nseg != 1 and inp is not Input.MESSAGE:
-            raise RemoteProtocolError(f"control frame {inp.name} with {nseg} segments", "bad_frame")
+            raise RemoteProtocolError(f"control frame {inp.name} with {nseg} segments", Reason.BAD_FRAME)
         off = start + PREAMBLE_SIZE
         payload = bytes(self._rxmv[off:off + lens[0]])
         self._step(inp, payload)
@@ -321,7 +321,7 @@ class RxMixin:
     def _message(self, start: int, nseg: int, lens: tuple):
         """READY + MESSAGE: the table's ``(READY, MESSAGE) -> message, READY`` inlined."""
         if lens[0] != HEADER2_SIZE:
-            raise RemoteProtocolError(f"message header of {lens[0]} bytes", "bad_frame")
+            raise RemoteProtocolError(f"message header of {lens[0]} bytes", Reason.BAD_FRAME)
         return self._decode(start, nseg, lens[1], lens[2], lens[3])
 
     def _decode(self, start: int, nseg: int, l1: int, l2: int, l3: int):

@@ -8,7 +8,9 @@ error: the machine faults and ends in CLOSED. State names are Ceph's
 (``src/msg/async/ProtocolV2.h``), so the C++ maps one to one.
 
 One machine lives for one transport (socket); a lossless session outlives it
-in a ``Session`` carried by the connection (see ``session.py``).
+in a ``Session`` carried by the connection (see ``session.py``). Ceph's
+STANDBY (16) is therefore not a machine state here: it is the state of a
+connection that waits without a transport, and so without a machine.
 """
 from __future__ import annotations
 
@@ -18,11 +20,11 @@ from typing import NamedTuple
 from .frames import Tag
 
 __all__ = ["ConnState", "Input", "Transition", "TRANSITIONS", "TERMINAL",
-           "CONNECTING_STATES", "ACCEPTING_STATES", "transition"]
+           "CONNECTING_STATES", "ACCEPTING_STATES"]
 
 
 class ConnState(Enum):
-    """ProtocolV2 states (enum order matters to Ceph's range checks)."""
+    """ProtocolV2 states, with Ceph's values (its range checks compare them)."""
 
     NONE = 0
     START_CONNECT = 1
@@ -40,7 +42,6 @@ class ConnState(Enum):
     AUTH_ACCEPTING_SIGN = 13
     SESSION_ACCEPTING = 14
     READY = 15
-    STANDBY = 16
     WAIT = 17
     CLOSED = 18
 
@@ -79,7 +80,6 @@ ACCEPTING_STATES = frozenset({S.START_ACCEPT, S.BANNER_ACCEPTING, S.HELLO_ACCEPT
                               S.AUTH_ACCEPTING, S.AUTH_ACCEPTING_MORE,
                               S.AUTH_ACCEPTING_SIGN, S.SESSION_ACCEPTING})
 TERMINAL = frozenset({S.CLOSED})
-_READY_LIKE = frozenset({S.READY})
 
 TRANSITIONS: dict[tuple[ConnState, Input], Transition] = {
     # connecting side
@@ -111,7 +111,9 @@ TRANSITIONS: dict[tuple[ConnState, Input], Transition] = {
     (S.SESSION_ACCEPTING, I.SESSION_RECONNECT): _T("session_reconnect", S.SESSION_ACCEPTING),
     (S.SESSION_ACCEPTING, I.DECIDED): _T(
         "decided", S.READY, frozenset({S.SESSION_ACCEPTING, S.CLOSED})),
-    # steady state
+    # steady state. (READY, MESSAGE) is the hot path: ProtocolMachine decodes
+    # MESSAGE frames in READY itself (rx.py), without stepping, and lands here
+    # again; the "message" action is never run (it raises if it were).
     (S.READY, I.MESSAGE): _T("message", S.READY),
     (S.READY, I.ACK): _T("ack", S.READY),
     (S.READY, I.KEEPALIVE2): _T("keepalive", S.READY),
@@ -127,7 +129,3 @@ for _s in ConnState:
     else:
         TRANSITIONS[(_s, I.CLOSE)] = _T("close", S.CLOSED)
 
-
-def transition(state: ConnState, inp: Input) -> Transition | None:
-    """The edge for ``(state, inp)``, or None when the input is illegal there."""
-    return TRANSITIONS.get((state, inp))

@@ -18,9 +18,9 @@ import threading
 from collections import defaultdict
 
 from ..protocol.intercept import (BANNER_READ, BANNER_WRITE, SOCKET_ACCEPTED, SOCKET_CONNECTING,
-                                  Action, Breakpoint, tag_bp)
+                                  Action, Breakpoint, Direction, tag_bp)
 
-__all__ = ["Action", "Breakpoint", "Interceptor", "BANNER_WRITE", "BANNER_READ",
+__all__ = ["Action", "Breakpoint", "Direction", "Interceptor", "BANNER_WRITE", "BANNER_READ",
            "SOCKET_CONNECTING", "SOCKET_ACCEPTED", "tag_bp"]
 
 

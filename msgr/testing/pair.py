@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..auth import AuthNoneClient, AuthNoneServer
 from ..entity import EntityAddr, EntityName, EntityType
 from ..policy import Policy
-from ..protocol.events import NEED_DATA, Decision, SessionRequest
+from ..protocol.events import NEED_DATA, Decision, Reply, SessionRequest
 from ..protocol.machine import ProtocolMachine
 from ..protocol.params import MachineParams
 
@@ -50,7 +50,7 @@ def make_params(connecting: bool, *, server_addr: EntityAddr | None = None,
 
 def default_arbiter(machine: ProtocolMachine, request: SessionRequest) -> Decision:
     """No other sessions exist: accept a new one; a reconnect gets a full reset."""
-    return Decision("reset", full=True) if request.reconnect else Decision("accept")
+    return Decision(Reply.RESET, full=True) if request.reconnect else Decision(Reply.ACCEPT)
 
 
 class MachinePair:

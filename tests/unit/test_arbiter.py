@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import pytest
 
-from msgr.arbiter import Existing, decide_ident, decide_reconnect
+from msgr.arbiter import Existing, Verdict, decide_ident, decide_reconnect
 from msgr.entity import EntityAddr
 
 LOW = EntityAddr("v2", "127.0.0.1", 6800, 1)
@@ -14,7 +14,7 @@ EX = Existing(dead=False, ready=False, standby=False, lossy=False, server=False,
 
 
 def ident(ex, cookie=5, gs=11, peer=HIGH, me=LOW):
-    return decide_ident(ex, cookie, gs, peer, me).kind
+    return decide_ident(ex, cookie, gs, peer, me).kind.value
 
 
 def test_ident_rules_in_order():
@@ -22,7 +22,7 @@ def test_ident_rules_in_order():
     assert ident(EX, gs=9) == "stop"                                  # stale attempt
     assert ident(replace(EX, lossy=True)) == "replace_lossy"
     out = decide_ident(EX, 6, 11, HIGH, LOW)                          # peer restarted
-    assert out.kind == "reuse" and out.reset
+    assert out.kind is Verdict.REUSE and out.reset
     assert not decide_ident(replace(EX, resetcheck=False), 6, 11, HIGH, LOW).reset
     assert ident(EX, cookie=5) == "reuse"                             # interrupted establishment
     racing = replace(EX, server_cookie=0, client_cookie=7)
@@ -35,7 +35,7 @@ def test_ident_rules_in_order():
 
 def rc(ex, cookie=5, gs=11, cs=4, me=LOW):
     out = decide_reconnect(ex, cookie, gs, cs, me)
-    return out.kind, out.full, out.seq
+    return out.kind.value, out.full, out.seq
 
 
 def test_reconnect_rules_in_order():

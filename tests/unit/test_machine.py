@@ -138,7 +138,7 @@ def test_missing_features_refused():
     p.start()
     p.pump()
     (f,) = faults(p.client_events)
-    assert f.refused and not f.was_ready
+    assert f.error.reason == "features" and not f.was_ready
     assert p.server.state is ConnState.SESSION_ACCEPTING
 
 
