@@ -1,16 +1,22 @@
 """Connection: the user's stable handle on one peer.
 
-Theory of operation. A Connection lives on one reactor (its *worker*) from
-birth to death. Its user-facing methods may be called from any thread: they
-touch only ``_lock``-protected fields (the pending list, the closed flag) and
-submit work to the reactor. Everything else (transport, ProtocolMachine,
-Session, timers) is owned by the reactor thread: the I/O driving is in
-``conn_io.py``, what the machine's events lead to (delivery, throttling) in
-``conn_events.py``, what happens after a fault (reconnect, standby, replace) in
-``failover.py``. One machine runs per transport; the Session outlives
-transports on lossless policies, so a reconnect continues the same ordered
-stream, and a replacing socket is moved into this object, so the user's
-handle never changes.
+Theory of operation. A Connection is three objects (crimson's
+``SocketConnection`` / ``IOHandler`` / ``ProtocolV2``):
+
+* this **handle**, which any thread may use. It holds the peer's identity (written
+  by the reactor before ``ms_handle_connect``/``ms_handle_accept``, read
+  anywhere), a **mailbox** under ``_lock`` (sends from other threads, the closed
+  flag, the end claim and a parked handoff) and links fixed for its life;
+* an :class:`~msgr.io_handler.IOHandler` (the transport, the machine, the
+  receive path; the hot path), and
+* a :class:`~msgr.lifecycle.Lifecycle` (session, state, faults, races, close),
+
+both owned by the connection's reactor thread. The handle never touches their
+fields: it submits their entry points to the reactor, or, on the reactor's own
+thread, calls :meth:`~msgr.io_handler.IOHandler.send_direct`. A connection lives
+on one reactor from birth to death; a lossless session outlives its
+transports, and a replacing socket is moved into the existing connection, so
+the user's handle never changes.
 """
 from __future__ import annotations
 
@@ -20,12 +26,12 @@ from threading import get_ident as _get_ident
 from time import monotonic as _monotonic
 
 from . import counters as _counters
-from .conn_events import ConnectionEvents
-from .conn_io import ConnectionIO
 from .entity import EntityAddr, EntityType
-from .failover import Failover
+from .io_handler import IOHandler
+from .lifecycle import Lifecycle
+from .linkstate import Handoff, LinkState
+from .loopback import LoopbackIO
 from .message import Message
-from .protocol.machine import ProtocolMachine
 from .protocol.session import Session
 
 __all__ = ["Connection"]
@@ -38,19 +44,25 @@ __all__ = ["Connection"]
 _YIELD_EVERY = 512
 
 
-class Connection(ConnectionIO, ConnectionEvents, Failover):
-    """A connection to one peer (see the module docstring).
+class Connection:
+    """A connection to one peer: the handle the user keeps for the connection's life.
 
-    Attributes (API.md): ``peer_addr``, ``peer_name``, ``peer_type``,
-    ``features``, ``policy``, ``priv``, ``is_lossy``, ``last_keepalive_ack``.
+    Made by :meth:`Messenger.connect_to`, by an accepted peer, or by
+    :meth:`Messenger.get_loopback_connection`; never by the user.
+
+    Attributes:
+        peer_addr: the peer's :class:`EntityAddr`.
+        peer_name: the peer's :class:`EntityName` (None until the handshake is done).
+        peer_type: the peer's :class:`EntityType`.
+        features: the feature bits both sides support (after the handshake).
+        policy: the :class:`Policy` in force.
+        priv: any value of the user's (initially None).
+        last_keepalive_ack: monotonic time of the last KEEPALIVE2_ACK, or None.
     """
 
-    _direct = True      # reactor-thread sends may bypass the pending list
-    _pooled = True      # picked through ReactorPool.pick (its load is released on close)
-
-    def __init__(self, msgr, worker, peer_type: int, peer_addr: EntityAddr, policy,
-                 outgoing: bool, anon: bool = False) -> None:
-        self.msgr = msgr
+    def __init__(self, messenger, worker, peer_type: int, peer_addr: EntityAddr, policy, *,
+                 outgoing: bool, anon: bool = False, loopback: bool = False) -> None:
+        # identity: the reactor writes it before ms_handle_connect/accept; any thread reads
         self.peer_type = EntityType(peer_type)
         self.peer_addr = peer_addr
         self.peer_name = None
@@ -59,40 +71,31 @@ class Connection(ConnectionIO, ConnectionEvents, Failover):
         self.priv = None
         self.anon = anon
         self.last_keepalive_ack = None
-        self._worker = worker
-        self._reactor = worker.reactor
-        self._producer = None
+        # mailbox: any thread, under _lock (``_closed`` is also read lock-free: it only turns True)
         self._lock = threading.Lock()
-        self._pending: list = []
+        self._pending: list = []        # sends from other threads, for the next flush_pending
         self._flush_scheduled = False
         self._pending_t0 = 0.0          # when the pending batch began (0: histograms off)
-        self._direct_t0 = 0.0           # the same for this iteration's reactor-thread sends
-        self._closed = False
-        self._connected = False
-        # reactor-owned from here on
-        self._can_dial = outgoing
-        self._session = Session(policy.lossy)
-        self._machine: ProtocolMachine | None = None
-        self._transport = None
-        self._mask = 0
-        self._out: list = []
-        self._timer = None
-        self._backoff = 0.0
-        self._backlog: list | None = None
-        self._dead = False
-        self._standby = False
-        self._announced = False
-        self._handed_off = False
-        self._keepalive_wanted = False
-        self._delay = None
-        self._write_soon = False
-        self._disposable = False          # mark_disposable() was called (set by any thread)
-        self._flush_every = msgr.config.ms_reply_flush_msgs
-        self._throttles = msgr._throttles_for(self.peer_type) if outgoing else None
-
-    def _attach(self, producer) -> None:
-        """Pins this connection to a dispatch ring (before it starts)."""
-        self._producer = producer
+        self._closed = False            # no more sends: mark_down, close, adoption
+        self._ended = False             # the reactor side is done (claimed: close or adoption)
+        self._handoff: Handoff | None = None   # HANDED_OFF: the socket waiting for its taker
+        self._disposable = False        # mark_disposable() was called
+        # links, fixed for life
+        self._messenger = messenger
+        self._reactor = worker.reactor
+        self._pooled = not loopback     # counted in the reactor pool's load
+        self._direct = not loopback     # reactor-thread sends may go straight to the queue
+        producers = worker.producers
+        producer = producers[id(self) // 16 % len(producers)] if producers else None
+        session = Session(policy.lossy)
+        if loopback:
+            self._io = LoopbackIO(self, messenger, worker, producer)
+            self._life = Lifecycle(self, self._io, messenger, worker, session, False,
+                                   LinkState.READY)
+        else:
+            throttles = messenger._delivery.throttles_for(peer_type) if outgoing else None
+            self._io = IOHandler(self, messenger, worker, producer, session, throttles)
+            self._life = Lifecycle(self, self._io, messenger, worker, session, outgoing)
 
     # ================================================================ any thread
     def send_message(self, msg: Message) -> None:
@@ -112,15 +115,10 @@ class Connection(ConnectionIO, ConnectionEvents, Failover):
         if type(msg) is not Message and not isinstance(msg, Message):
             raise TypeError(f"send_message() takes a msgr.Message, not {type(msg).__name__}")
         if self._direct and self._reactor._tid == _get_ident():
-            if self._closed or self._dead:
-                self.msgr._count_dropped(1)
-                return
-            if not self._write_soon:
-                self._write_soon = True
-                self._direct_t0 = _monotonic() if _counters.HISTOGRAMS_ENABLED else 0.0
-                self._reactor.call_soon(self._flush_direct)
-            msg._queued_at = self._direct_t0
-            self._session.out.push(msg)
+            if self._closed:
+                self._messenger._delivery.count_dropped(1)
+            else:
+                self._io.send_direct(msg)
             return
         with self._lock:
             if self._closed:
@@ -138,44 +136,33 @@ class Connection(ConnectionIO, ConnectionEvents, Failover):
                     self._flush_scheduled = True
                     self._pending_t0 = _monotonic() if _counters.HISTOGRAMS_ENABLED else 0.0
         if dropped:
-            self.msgr._count_dropped(1)
+            self._messenger._delivery.count_dropped(1)
         elif backlog:
             _sched_yield()          # releases the GIL: the reactor takes the backlog now
         else:
-            self._reactor.submit(self._flush_pending)
+            self._reactor.submit(self._io.flush_pending)
 
     def send_keepalive(self) -> None:
         """Sends a KEEPALIVE2 at the next write; the ack sets ``last_keepalive_ack``."""
         if not self._closed:
-            self._reactor.submit(self._do_keepalive)
+            self._reactor.submit(self._io.keepalive)
 
     def mark_down(self) -> None:
         """Closes now and discards the queue; no notification on this side."""
         self._begin_close(reset=False)
 
-    def _begin_close(self, reset: bool) -> None:
-        """Any thread: refuse new sends now; the reactor closes (``reset``: notify)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._connected = False
-            dropped = len(self._pending)
-            self._pending.clear()
-        if dropped:
-            self.msgr._count_dropped(dropped)
-        self._reactor.submit(self._close_now, reset)
-
     def mark_disposable(self) -> None:
         """Makes the connection lossy from now on (``is_lossy`` is True on return; the
         I/O thread switches the session over)."""
-        self._disposable = True
-        if not self._closed:
-            self._reactor.submit(self._make_lossy)
+        with self._lock:
+            self._disposable = True
+            closed = self._closed
+        if not closed:
+            self._reactor.submit(self._life.make_lossy)
 
     def is_connected(self) -> bool:
         """True once the handshake is done and the connection can write."""
-        return self._connected
+        return not self._closed and self._life.state is LinkState.READY
 
     @property
     def is_lossy(self) -> bool:
@@ -183,13 +170,84 @@ class Connection(ConnectionIO, ConnectionEvents, Failover):
 
     @property
     def is_closed(self) -> bool:
+        """True once closed on this side (``mark_down``, a reset, shutdown): sends are dropped."""
         return self._closed
 
+    @property
+    def messenger(self):
+        """The :class:`Messenger` this connection belongs to."""
+        return self._messenger
+
+    @property
+    def state(self) -> LinkState:
+        """Where the connection is (:class:`LinkState`); a moment old when read off its
+        reactor thread."""
+        return self._life.state
+
     def __repr__(self) -> str:
-        m = self._machine
-        if m is not None:
-            state = m.state.name
-        else:
-            state = "CLOSED" if self._dead else "STANDBY" if self._standby else "NONE"
+        state = self._life.state.name
+        m = self._io.machine
+        if m is not None and m.state.name != state:
+            state = f"{state}/{m.state.name}"
         name = self.peer_name or self.peer_type.label
         return f"conn({id(self):#x} peer {name} {self.peer_addr} state {state})"
+
+    # ================================================================ for the messenger
+    def _begin_close(self, reset: bool) -> None:
+        """Any thread: refuse new sends now; the reactor closes (``reset``: notify)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            dropped = len(self._pending)
+            self._pending.clear()
+        if dropped:
+            self._messenger._delivery.count_dropped(dropped)
+        self._reactor.submit(self._life.close_now, reset)
+
+    # ================================================================ for the reactor side
+    def _take_pending(self) -> tuple:
+        """The messages other threads sent, and when the first was queued (0.0: not timed)."""
+        with self._lock:
+            msgs, self._pending = self._pending, []
+            self._flush_scheduled = False
+            return msgs, self._pending_t0
+
+    def _claim_end(self):
+        """Claims the end of the connection for its own reactor's close.
+
+        Returns:
+            None if the end was claimed already (closed, or adopted elsewhere);
+            else ``(dropped, handoff)``: how many pending sends were discarded,
+            and the parked Handoff (HANDED_OFF) that the close must shut.
+        """
+        with self._lock:
+            if self._ended:
+                return None
+            self._ended = self._closed = True
+            dropped = len(self._pending)
+            self._pending.clear()
+            handoff, self._handoff = self._handoff, None
+        return dropped, handoff
+
+    def _park(self, handoff: Handoff) -> None:
+        """HANDED_OFF: the socket waits here for :meth:`claim_for_handoff` or :meth:`_unpark`."""
+        with self._lock:
+            self._handoff = handoff
+
+    def _unpark(self) -> Handoff | None:
+        """The parked socket back to this connection's reactor, or None if it was taken."""
+        with self._lock:
+            handoff, self._handoff = self._handoff, None
+            return handoff
+
+    def claim_for_handoff(self) -> Handoff | None:
+        """Another reactor's connection adopts this one's parked socket: the one
+        cross-reactor step. Under the lock: None if this connection ended first;
+        else it ends now (closed, silently) and its Handoff is the caller's."""
+        with self._lock:
+            if self._ended:
+                return None
+            self._ended = self._closed = True
+            handoff, self._handoff = self._handoff, None
+            return handoff

@@ -15,7 +15,7 @@ Example::
 
     >>> import logging
     >>> from msgr.log import conn_log, conn_debug, conn_state
-    >>> log = logging.getLogger("msgr.conn_io")
+    >>> log = logging.getLogger("msgr.io_handler")
     >>> class Conn:                        # any object whose repr is the prefix
     ...     def __repr__(self):
     ...         return "conn(0x1 peer osd.1 v2:127.0.0.1:6800/7 state READY)"

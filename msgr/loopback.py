@@ -1,47 +1,62 @@
-"""The loopback connection: messages sent on it are dispatched locally.
+"""LoopbackIO: the I/O side of the loopback connection (messages sent on it are dispatched locally).
 
-Sends from any thread go through the connection's pending list (per-thread
-order kept) to reactor 0, which stamps them like received messages and hands
-them to dispatch, so they keep the same threading and ordering rules.
+The loopback connection is a plain :class:`~msgr.connection.Connection` whose
+I/O side is this object instead of an IOHandler: there is no transport and no
+machine. Sends from any thread go through the handle's pending list (per-thread
+order kept) to its reactor, which stamps them like received messages and hands
+them to delivery, so they keep the same threading and ordering rules. Its
+lifecycle starts READY and only ever closes.
 """
 from __future__ import annotations
 
-from .connection import Connection
-from .entity import EntityAddr
-from .policy import Policy
+from .reactor.entry import guarded
 
-__all__ = ["LoopbackConnection"]
+__all__ = ["LoopbackIO"]
 
 
-class LoopbackConnection(Connection):
-    """A Connection whose peer is its own messenger."""
+class LoopbackIO:
+    """The loopback's reactor side; also its delivery endpoint (``producer``,
+    ``counters``, ``reactor``)."""
 
-    _direct = False     # every send goes through the pending list and local delivery
-    _pooled = False     # always on reactor 0, outside the pool's load count
+    machine = None          # never a machine (the lifecycle and repr look)
+    transport = None
 
-    def __init__(self, msgr, worker) -> None:
-        addr = msgr.addr or EntityAddr("any", "0.0.0.0", 0, msgr.nonce)
-        super().__init__(msgr, worker, msgr.name.type, addr, Policy.lossy_client(), outgoing=False)
-        self.peer_name = msgr.name
-        self.features = 0x3F01CFBDFFFDFFFF
-        self._connected = True
-        self._loop_seq = 0
+    def __init__(self, conn, messenger, worker, producer) -> None:
+        self.conn = conn
+        self.reactor = worker.reactor
+        self.counters = worker.counters
+        self.producer = producer
+        self.delivery = messenger._delivery
+        self.life = None            # set by the Lifecycle
+        self._name = messenger.name
+        self._seq = 0               # reactor thread only
 
-    def _flush_pending(self) -> None:
-        with self._lock:
-            msgs, self._pending = self._pending, []
-            self._flush_scheduled = False
-        now = self._reactor.time
-        name = self.msgr.name
+    def __repr__(self) -> str:
+        return repr(self.conn)
+
+    def _on_internal_error(self, error: Exception) -> None:
+        self.life.internal_error(error)
+
+    @guarded
+    def flush_pending(self) -> None:
+        """Delivers what was sent, stamped as if received from ourselves."""
+        msgs, _t0 = self.conn._take_pending()
+        if not msgs:
+            return
+        now, name, conn = self.reactor.time, self._name, self.conn
         for m in msgs:
-            self._loop_seq += 1
-            m.seq = self._loop_seq
+            self._seq += 1
+            m.seq = self._seq
             m.source = name
-            m.connection = self
+            m.connection = conn
             m.recv_stamp = now
-        self._worker.counters.messages_received += len(msgs)
-        if msgs:
-            self.msgr._deliver_batch(self, msgs)
+        self.counters.messages_received += len(msgs)
+        self.delivery.deliver_batch(self, msgs)
 
-    def _do_keepalive(self) -> None:
-        self.last_keepalive_ack = self._reactor.time
+    @guarded
+    def keepalive(self) -> None:
+        """Our own keepalive is acknowledged at once."""
+        self.conn.last_keepalive_ack = self.reactor.time
+
+    def shut(self) -> None:
+        """Nothing to close."""

@@ -20,12 +20,13 @@ from .auth import AuthNoneClient, AuthNoneServer
 from .config import Config
 from .connection import Connection
 from .counters import Counters
-from .delivery import DeliveryMixin
+from .dispatch.chain import Delivery
 from .entity import EntityAddr, EntityName, EntityType
+from .dispatcher import Dispatcher
 from .errors import ConfigError, LocalProtocolError, MsgrError
 from .policy import Policy, PolicySet, check_policy
 from .bufpool import BufferPool
-from .protocol.params import MachineParams
+from .protocol.params import FEATURES_ALL, MachineParams
 from .reactor.loop import EVENT_READ
 from .reactor.pool import ReactorPool
 from .transports.base import create_transport
@@ -43,7 +44,7 @@ class Worker:
     producers: list
 
 
-class Messenger(DeliveryMixin):
+class Messenger:
     """See the module docstring and API.md."""
 
     def __init__(self, name: EntityName | str, *, nonce: int | None = None,
@@ -70,7 +71,8 @@ class Messenger(DeliveryMixin):
         self._all_conns: set = set()
         self._inject_rng = random.Random(self.config.ms_inject_seed or None)
         self.interceptor = None
-        self._init_delivery()
+        self._delivery = Delivery(self.config, str(self.name), self._inject_rng)
+        self._loopback = None
 
     # ------------------------------------------------------------ configuration
     def set_default_policy(self, policy: Policy) -> None:
@@ -88,6 +90,30 @@ class Messenger(DeliveryMixin):
 
     def get_policy(self, peer_type: EntityType | int) -> Policy:
         return self._policies.get(peer_type)
+
+    def add_dispatcher_head(self, d: Dispatcher) -> None:
+        """Puts ``d`` first in the chain. Raises TypeError if it is not a Dispatcher."""
+        self._delivery.add_head(d)
+
+    def add_dispatcher_tail(self, d: Dispatcher) -> None:
+        """Puts ``d`` last in the chain. Raises TypeError if it is not a Dispatcher."""
+        self._delivery.add_tail(d)
+
+    def set_policy_throttlers(self, peer_type, *, max_bytes: int | None = None,
+                              max_messages: int | None = None) -> None:
+        """Receive-side throttles for messages from ``peer_type`` (before start()).
+
+        None or 0 means no throttle. A message holds its share until its dispatch returns.
+
+        Raises:
+            LocalProtocolError: after ``start()``.
+            TypeError: a limit is not an int.
+            ConfigError: a limit is negative.
+            ValueError: ``peer_type`` is not an EntityType.
+        """
+        if self._started:
+            raise LocalProtocolError("set_policy_throttlers() must come before start()")
+        self._delivery.set_policy_throttlers(peer_type, max_bytes, max_messages)
 
     def bind(self, addr: EntityAddr | str) -> EntityAddr:
         """Binds a listener; returns the bound address with our nonce. Before start()."""
@@ -149,13 +175,12 @@ class Messenger(DeliveryMixin):
         cfg = self.config
         self._pool = ReactorPool(cfg.io_threads, prefix=f"msgr-io-{self.name}",
                                  busy_poll=cfg.ms_busy_poll_us / 1e6)
-        self._start_dispatch(cfg)
+        self._delivery.start(cfg.io_threads)
         self._workers = []
         for r in self._pool:
-            prods = self._dispatch.producers(r.index) if self._dispatch else []
-            w = Worker(r, Counters(), prods)
+            w = Worker(r, Counters(), self._delivery.producers(r.index))
             r.counters = w.counters
-            r.add_end_hook(self._flusher(w))
+            r.add_end_hook(Delivery.flusher(w.producers, r))
             self._workers.append(w)
         self._pool.start()
         from . import metrics
@@ -177,20 +202,16 @@ class Messenger(DeliveryMixin):
         for lst in listeners:
             r0.submit(self._close_listener, lst)
         self._pool.stop()
-        if self._dispatch is not None:
-            self._dispatch.stop()
+        self._delivery.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Waits until fully stopped (threads joined, sockets closed); True when so."""
         if not self._started:
             return True
-        if self._dispatch is not None and self._dispatch.is_dispatch_thread() or any(
-                r.in_thread() for r in self._pool):
+        if self._delivery.is_dispatch_thread() or any(r.in_thread() for r in self._pool):
             raise LocalProtocolError("wait() called from one of this messenger's own threads")
         ok = self._pool.join(timeout)
-        if self._dispatch is not None:
-            ok = self._dispatch.join(timeout) and ok
-        return ok
+        return self._delivery.join(timeout) and ok
 
     def __enter__(self) -> "Messenger":
         self.start()
@@ -206,7 +227,11 @@ class Messenger(DeliveryMixin):
         """The connection to ``addr`` (existing, or new and connecting in the background).
 
         Our own address (nonce included) gives the loopback connection, as in Ceph,
-        unless ``anon``.
+        unless ``anon``. Never blocks.
+
+        Raises:
+            LocalProtocolError: the messenger is not started, or is shut down.
+            ConfigError: ``addr`` is not an address.
         """
         a = EntityAddr.parse(addr)
         if not self._started or self._stopped:
@@ -220,14 +245,34 @@ class Messenger(DeliveryMixin):
                 existing = self._conns.get(a)
                 if existing is not None and not existing.is_closed:
                     return existing
-            worker = self._workers[self._pool_pick()]
-            conn = Connection(self, worker, peer_type, a, self.get_policy(peer_type),
-                              outgoing=True, anon=anon)
-            self._attach(conn, worker)
+            conn = self._new_connection(peer_type, a, self.get_policy(peer_type),
+                                        outgoing=True, anon=anon)
             if not anon:
                 self._conns[a] = conn
-            worker.reactor.submit(conn._start_connect)     # before any close shutdown() sends
+            conn._reactor.submit(conn._life.start_connect)   # before any close shutdown() sends
         return conn
+
+    def get_loopback_connection(self) -> Connection:
+        """A connection to ourselves: messages sent on it are dispatched locally.
+
+        One while it is open; after a ``mark_down()`` of it, the next call makes a new one.
+
+        Raises:
+            LocalProtocolError: before ``start()``.
+        """
+        with self._lock:
+            if self._loopback is None or self._loopback.is_closed and not self._stopped:
+                if not self._started:
+                    raise LocalProtocolError("get_loopback_connection() needs start()")
+                addr = self.addr or EntityAddr("any", "0.0.0.0", 0, self.nonce)
+                lb = Connection(self, self._workers[0], self.name.type, addr,
+                                Policy.lossy_client(), outgoing=False, loopback=True)
+                lb.peer_name = self.name
+                lb.features = FEATURES_ALL
+                self._all_conns.add(lb)
+                self._workers[0].counters.connections_opened += 1
+                self._loopback = lb
+            return self._loopback
 
     def mark_down_all(self) -> None:
         """Closes every connection; each gets ``ms_handle_reset``. The loopback
@@ -237,15 +282,19 @@ class Messenger(DeliveryMixin):
         for c in conns:
             c._begin_close(reset=True)
 
-    def _pool_pick(self) -> int:
-        return self._pool.pick().index
-
-    def _attach(self, conn: Connection, worker: Worker) -> None:
+    def _new_connection(self, peer_type, addr: EntityAddr, policy: Policy, *, outgoing: bool,
+                        anon: bool = False) -> Connection:
+        """A Connection on the least-loaded reactor, counted as open (under ``_lock``)."""
+        worker = self._workers[self._pool.pick().index]
+        conn = Connection(self, worker, peer_type, addr, policy, outgoing=outgoing, anon=anon)
         self._all_conns.add(conn)
-        if worker.producers:
-            conn._attach(worker.producers[id(conn) // 16 % len(worker.producers)])
         worker.counters.connections_opened += 1
+        return conn
 
+    # ------------------------------------------------------------ for connections
+    # The interface a connection's Lifecycle and IOHandler use, and nothing else
+    # does (crimson's "SocketMessenger public interfaces"). Each is safe from any
+    # reactor thread. They also read ``config``, ``interceptor`` and ``_delivery``.
     def _register_if_absent(self, addr: EntityAddr, conn: Connection, register: bool = True):
         """The live connection registered for ``addr``, or None after registering ``conn``."""
         with self._lock:
@@ -257,31 +306,13 @@ class Messenger(DeliveryMixin):
             return None
 
     def _replace_registration(self, addr: EntityAddr, new: Connection, old: Connection) -> None:
+        """``new`` takes over ``addr`` from ``old`` (or from a closed or missing entry)."""
         with self._lock:
             if self._conns.get(addr) in (old, None) or self._conns[addr].is_closed:
                 self._conns[addr] = new
 
-    def _make_transport(self, addr: EntityAddr):
-        cfg = self.config
-        t = self._factory.connect(addr, nodelay=cfg.ms_tcp_nodelay, rcvbuf=cfg.ms_tcp_rcvbuf)
-        return self._wrap_transport(t)
-
-    def _wrap_transport(self, t):
-        """Adds fault injection (``ms_inject_socket_failures``) when configured."""
-        n = self.config.ms_inject_socket_failures
-        if not n:
-            return t
-        from .transports.inject import FailureInjector
-        return FailureInjector(t, n, self._inject_rng)
-
-    def _inject_internal_delay(self) -> None:
-        """``ms_inject_internal_delays``: sleep at race-prone points (tests only)."""
-        d = self.config.ms_inject_internal_delays
-        if d and self._inject_rng.random() < 0.5:
-            import time
-            time.sleep(d * self._inject_rng.random())
-
-    def _on_closed(self, conn: Connection) -> None:
+    def _closed(self, conn: Connection) -> None:
+        """``conn`` has ended: it leaves the registry and its reactor's load."""
         with self._lock:
             self._all_conns.discard(conn)
             if self._conns.get(conn.peer_addr) is conn:
@@ -290,8 +321,54 @@ class Messenger(DeliveryMixin):
             self._pool.release(conn._reactor)
 
     def _learned_addr(self, addr: EntityAddr) -> None:
+        """A peer told us the address it sees us at (kept: the first one)."""
         with self._lock:
             self._learned = self._learned or addr
+
+    def _my_addrs(self) -> tuple:
+        """The addresses we advertise: bound, else learned, else a blank one with our nonce."""
+        if self.addr is not None:
+            return (self.addr,)
+        learned = self._learned
+        if learned is not None:
+            return (learned,)
+        return (EntityAddr("any", "0.0.0.0", 0, self.nonce),)
+
+    def _connect_params(self, conn: Connection) -> MachineParams:
+        """A connecting machine's params for ``conn`` (a fresh global_seq each)."""
+        return MachineParams(policy=conn.policy, peer_type=int(conn.peer_type),
+                             target_addr=conn.peer_addr,
+                             auth_client=AuthNoneClient(int(self.name.type), self._auth_id()),
+                             global_seq=self.next_global_seq(), **self._common_params())
+
+    def _accept_params(self, peer_socket_addr: EntityAddr) -> MachineParams:
+        """An accepting machine's params for a socket from ``peer_socket_addr``."""
+        return MachineParams(policy=self._policies.default, policy_for=self._policies.get,
+                             auth_server=AuthNoneServer(lambda: next(self._global_ids)),
+                             peer_socket_addr=peer_socket_addr,
+                             global_seq=self.next_global_seq(), **self._common_params())
+
+    def _make_transport(self, addr: EntityAddr):
+        """A connecting transport to ``addr``. Raises TransportError."""
+        cfg = self.config
+        t = self._factory.connect(addr, nodelay=cfg.ms_tcp_nodelay, rcvbuf=cfg.ms_tcp_rcvbuf)
+        return self._wrap_transport(t)
+
+    def _inject_internal_delay(self) -> None:
+        """``ms_inject_internal_delays``: sleep at race-prone points (tests only)."""
+        d = self.config.ms_inject_internal_delays
+        if d and self._inject_rng.random() < 0.5:
+            import time
+            time.sleep(d * self._inject_rng.random())
+
+    # ------------------------------------------------------------ transports
+    def _wrap_transport(self, t):
+        """Adds fault injection (``ms_inject_socket_failures``) when configured."""
+        n = self.config.ms_inject_socket_failures
+        if not n:
+            return t
+        from .transports.inject import FailureInjector
+        return FailureInjector(t, n, self._inject_rng)
 
     # ------------------------------------------------------------ listeners
     def _add_listener(self, listener) -> None:
@@ -315,22 +392,12 @@ class Messenger(DeliveryMixin):
                 if self._stopped:
                     t.close()
                     continue
-                worker = self._workers[self._pool_pick()]
-                conn = Connection(self, worker, EntityType.ANY, t.peer_addr,
-                                  self._policies.default, outgoing=False)
-                self._attach(conn, worker)
+                conn = self._new_connection(EntityType.ANY, t.peer_addr, self._policies.default,
+                                            outgoing=False)
                 # queued under the lock: a close from mark_down_all / shutdown comes after it
-                worker.reactor.submit(conn._start_accept, self._wrap_transport(t))
+                conn._reactor.submit(conn._life.start_accept, self._wrap_transport(t))
 
     # ------------------------------------------------------------ machine params
-    def _my_addrs(self) -> tuple:
-        if self.addr is not None:
-            return (self.addr,)
-        learned = self._learned
-        if learned is not None:
-            return (learned,)
-        return (EntityAddr("any", "0.0.0.0", 0, self.nonce),)
-
     def next_global_seq(self, above: int = 0) -> int:
         """A global_seq greater than both ``above`` and every one handed out."""
         with self._lock:
@@ -352,32 +419,38 @@ class Messenger(DeliveryMixin):
                     next_global_seq=self.next_global_seq, interceptor=self.interceptor,
                     buffer_pool=self._buffer_pool)
 
-    def _connect_params(self, conn: Connection) -> MachineParams:
-        return MachineParams(policy=conn.policy, peer_type=int(conn.peer_type),
-                             target_addr=conn.peer_addr,
-                             auth_client=AuthNoneClient(int(self.name.type), self._auth_id()),
-                             global_seq=self.next_global_seq(), **self._common_params())
-
-    def _accept_params(self, peer_socket_addr: EntityAddr) -> MachineParams:
-        return MachineParams(policy=self._policies.default, policy_for=self._policies.get,
-                             auth_server=AuthNoneServer(lambda: next(self._global_ids)),
-                             peer_socket_addr=peer_socket_addr,
-                             global_seq=self.next_global_seq(), **self._common_params())
-
     # ------------------------------------------------------------ introspection
+    def get_dispatch_queue_len(self) -> int:
+        """Messages and events handed to dispatch threads and not yet dispatched."""
+        return self._delivery.queue_len(getattr(self, "_workers", ()))
+
     def perf_dump(self) -> dict:
         """Counters as plain numbers (Ceph's ``perf dump`` analogue)."""
         from . import metrics
-        owners = [c for _, c in metrics.owners(self)]      # reactors, then dispatch threads
+        owners = [c for _, c in self._counter_owners()]     # reactors, then dispatch threads
         out = Counters.total(owners)
-        out["messages_dropped"] += self._dropped
+        out["messages_dropped"] += self._delivery.dropped
         out["connections"] = len(self._all_conns)
         out["dispatch_queue_length"] = self.get_dispatch_queue_len()
-        out["dispatch_throttle_bytes"] = self._dispatch_throttle.current
+        out["dispatch_throttle_bytes"] = self._delivery.dispatch_throttle.current
         out["connections_by_state"] = metrics.connection_states(self)
         for name, snap in Counters.histograms(owners).items():
             out[name] = snap.as_dict()     # avgcount, sum, avgtime, buckets (cumulative)
         return out
+
+    def _counter_owners(self) -> list:
+        """``(thread name, Counters)`` of every thread that owns counters: the
+        reactors, then the dispatch threads (for metrics and ``perf_dump``)."""
+        out = [(w.reactor.name, w.counters) for w in getattr(self, "_workers", ())]
+        pool = self._delivery.pool
+        if pool is not None:
+            out += [(t.name, c) for t, c in zip(pool.threads, pool.counters)]
+        return out
+
+    def _connections(self) -> list:
+        """The open connections, a snapshot (for metrics)."""
+        with self._lock:
+            return list(self._all_conns)
 
     def __repr__(self) -> str:
         return f"Messenger({self.name} {self.addr or '-'} nonce={self.nonce})"

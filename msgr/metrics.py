@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from .checks import as_int
 from .counters import HISTOGRAM_NAMES, Histogram, HistogramSnapshot
 from .errors import ConfigError
+from .linkstate import LinkState
 
 __all__ = ["METRICS", "MetricDef", "MessengerCollector", "register_messenger", "serve",
            "stop_servers", "exposition", "owners", "connection_states", "snapshot",
@@ -117,7 +118,8 @@ METRICS = (
               _E),
     MetricDef("msgr_connections", "gauge", "Open connections.", "connections", "connections", _E),
     MetricDef("msgr_connections_by_state", "gauge",
-              "Open connections by protocol state (Ceph's ProtocolV2 state names).",
+              "Open connections by lifecycle state (NONE, CONNECTING, ACCEPTING, READY, "
+              "STANDBY, WAIT, HANDED_OFF, CLOSED).",
               "connections", "connections_by_state", ("entity", "state")),
     MetricDef("msgr_dispatch_queue_length", "gauge",
               "Messages and events waiting for a dispatch thread.", "items",
@@ -165,55 +167,25 @@ def histograms_enabled() -> bool:
 
 # ---------------------------------------------------------------- figures of one messenger
 def owners(m) -> list:
-    """``(thread name, Counters)`` of every thread of ``m`` that owns counters.
-
-    Reactors (``m._workers``) first, then dispatch threads when the dispatch pool
-    exposes ``counters`` (one per thread, in thread order).
-    """
-    out = [(w.reactor.name, w.counters) for w in getattr(m, "_workers", ())]
-    pool = getattr(m, "_dispatch", None)
-    pcs = getattr(pool, "counters", None) or ()
-    threads = getattr(pool, "_threads", ())
-    for i, c in enumerate(pcs):
-        name = threads[i].name if i < len(threads) else f"msgr-dispatch-{m.name}-{i}"
-        out.append((name, c))
-    return out
+    """``(thread name, Counters)`` of every thread of ``m`` that owns counters:
+    reactors first, then dispatch threads (``Messenger._counter_owners``)."""
+    return m._counter_owners()
 
 
-def _state_names() -> tuple:
-    from .protocol.states import ConnState
-    return tuple(s.name for s in ConnState) + ("STANDBY",)
+_STATE_NAMES = tuple(s.name for s in LinkState)
 
 
 def connection_states(m) -> dict:
-    """Open connections of ``m`` per state name (every ConnState present, zeros included).
+    """Open connections of ``m`` per :class:`~msgr.linkstate.LinkState` name (every
+    state present, zeros included).
 
     Read from the scraping thread without the reactors' help: each connection's
     state is one attribute read, a moment old at worst.
     """
-    out = dict.fromkeys(_state_names(), 0)
-    lock = getattr(m, "_lock", None)
-    if lock is None:
-        return out
-    with lock:
-        conns = list(getattr(m, "_all_conns", ()))
-    for c in conns:
-        state = _state_of(c)
-        out[state] = out.get(state, 0) + 1
+    out = dict.fromkeys(_STATE_NAMES, 0)
+    for c in m._connections():
+        out[c.state.name] += 1
     return out
-
-
-def _state_of(c) -> str:
-    mach = getattr(c, "_machine", None)
-    if mach is not None:
-        return mach.state.name
-    if getattr(c, "_dead", False):
-        return "CLOSED"
-    if getattr(c, "_standby", False):
-        return "STANDBY"
-    if getattr(c, "_connected", False):
-        return "READY"          # the loopback connection: no machine, always ready
-    return "NONE"
 
 
 def snapshot(m) -> dict:
@@ -226,8 +198,6 @@ def snapshot(m) -> dict:
     own = owners(m)
     nreactors = len(getattr(m, "_workers", ()))
     perf = dict(m.perf_dump())
-    th = getattr(m, "_dispatch_throttle", None)
-    perf.setdefault("dispatch_throttle_bytes", getattr(th, "current", 0))
     return {"perf": perf,
             "workers": [(name, c.as_dict(), i < nreactors) for i, (name, c) in enumerate(own)],
             "histograms": {n: Histogram.merge(getattr(c, n) for _, c in own)

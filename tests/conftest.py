@@ -8,8 +8,21 @@ import time
 
 import pytest
 
-import msgr
-from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
+# Debug mode (before msgr is imported): every reactor entry point checks that it
+# runs on its own reactor thread (msgr/reactor/entry.py); see check_threads below.
+os.environ.setdefault("MSGR_DEBUG", "1")
+
+import msgr  # noqa: E402
+from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy  # noqa: E402
+from msgr.reactor import entry  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def check_threads():
+    """Fails a test in which a reactor entry point ran off its reactor's thread."""
+    before = len(entry.violations)
+    yield
+    assert entry.violations[before:] == [], "reactor entry points called off their thread"
 
 
 def wait_for(pred, timeout: float = 10.0, interval: float = 0.005) -> bool:

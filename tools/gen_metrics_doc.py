@@ -42,8 +42,10 @@ scrape with `metrics/prometheus.yml`; rules in `metrics/rules.yml`; dashboard in
   with the same name are summed into one series.
 - `worker`: the I/O thread (reactor) or dispatch thread that counted it (`msgr-io-osd.1-0`);
   `sum without (worker)` gives the messenger's total.
-- `state`: a Ceph ProtocolV2 state name (`READY`, `STANDBY`, `SESSION_CONNECTING`, ...);
-  every state is exported, zeros included.
+- `state`: a connection's lifecycle state (`NONE`, `CONNECTING`, `ACCEPTING`, `READY`,
+  `STANDBY`, `WAIT`, `HANDED_OFF`, `CLOSED`; crimson's names); every state is exported,
+  zeros included. The handshake step within CONNECTING or ACCEPTING shows in a connection's
+  `repr` (`CONNECTING/AUTH_CONNECTING`), not here.
 
 ## Metrics
 

@@ -38,7 +38,7 @@ class DispatchPool:
         self.ringsets = [RingSet(nproducers, capacity) for _ in range(nthreads)]
         self._on_message = on_message
         self._release_all = release_all or (lambda msgs: None)
-        self._threads = [threading.Thread(target=self._run, args=(i, rs), name=f"{prefix}-{i}",
+        self.threads = [threading.Thread(target=self._run, args=(i, rs), name=f"{prefix}-{i}",
                                           daemon=True) for i, rs in enumerate(self.ringsets)]
         self._lock = threading.Lock()
         self.done = [0] * nthreads
@@ -49,7 +49,7 @@ class DispatchPool:
         return [RingProducer(rs, reactor_index) for rs in self.ringsets]
 
     def start(self) -> None:
-        for t in self._threads:
+        for t in self.threads:
             t.start()
 
     def stop(self) -> None:
@@ -59,7 +59,7 @@ class DispatchPool:
 
     def join(self, timeout: float | None = None) -> bool:
         ok = True
-        for t in self._threads:
+        for t in self.threads:
             if t.ident is None:
                 continue
             if t is threading.current_thread():
@@ -70,7 +70,7 @@ class DispatchPool:
         return ok
 
     def is_dispatch_thread(self) -> bool:
-        return threading.current_thread() in self._threads
+        return threading.current_thread() in self.threads
 
     def _run(self, index: int, rs: RingSet) -> None:
         heads = [0] * rs.nrings

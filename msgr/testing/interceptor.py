@@ -81,7 +81,7 @@ class Interceptor:
             for c in conns:
                 del self._halted[c]
         for c in conns:
-            c._reactor.submit(c._resume_halt)
+            c._reactor.submit(c._io.resume_halt)
 
     # ------------------------------------------------------------ reactor side
     def intercept(self, conn, bp: Breakpoint) -> Action:

@@ -16,7 +16,7 @@ from ..entity import EntityAddr
 from ..errors import ConfigError, ConnectionRefused, TransportError
 
 __all__ = ["Transport", "Listener", "TransportFactory", "create_transport", "register_transport",
-           "translate_os_errors"]
+           "translate_os_errors", "consume"]
 
 _REFUSED = {_errno.ECONNREFUSED}
 
@@ -29,6 +29,21 @@ def translate_os_errors(what: str) -> Iterator[None]:
     except OSError as e:
         cls = ConnectionRefused if e.errno in _REFUSED else TransportError
         raise cls(f"{what}: {e.strerror or e}", e.errno) from None
+
+
+def consume(buffers: list, n: int) -> None:
+    """Removes the first ``n`` bytes from ``buffers`` (what :meth:`Transport.send` took)."""
+    i = 0
+    while n:
+        b = buffers[i]
+        lb = len(b)
+        if n >= lb:
+            n -= lb
+            i += 1
+        else:
+            buffers[i] = memoryview(b)[n:]
+            n = 0
+    del buffers[:i]
 
 
 class Transport(ABC):

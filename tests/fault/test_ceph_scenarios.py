@@ -80,8 +80,8 @@ def test_mark_down_from_inside_ms_dispatch(messengers):
         def ms_dispatch(self, msg):
             with lock:
                 count[0] += 1
-                prev = last.get(msg.connection.msgr)
-                last[msg.connection.msgr] = msg.connection
+                prev = last.get(msg.connection.messenger)
+                last[msg.connection.messenger] = msg.connection
             if prev is not None and prev is not msg.connection:
                 prev.mark_down()
             return True

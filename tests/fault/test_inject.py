@@ -133,7 +133,7 @@ def test_delay_injection_keeps_order_and_delivers_everything(messengers):
     assert wait_for(lambda: len(cd.msgs) == 200, 30), len(cd.msgs)
     assert [m.tid for m in sd.msgs] == list(range(200))
     assert [m.tid for m in cd.msgs] == list(range(200))
-    held = [k._delay for k in s._all_conns if k._delay is not None]
+    held = [k._io.intake.delay for k in s._connections() if k._io.intake.delay is not None]
     assert held and sum(d.delayed for d in held) > 0
 
 

@@ -160,8 +160,8 @@ def test_corrupt_message_after_ready_resets_lossy_server_conn_once(messengers):
 def test_internal_error_closes_the_connection_instead_of_wedging_it(messengers, monkeypatch):
     import time
 
-    import msgr.conn_io as conn_io
-    real = conn_io.ProtocolMachine
+    import msgr.lifecycle as lifecycle
+    real = lifecycle.ProtocolMachine
 
     def broken(params, connecting, session=None):
         if connecting:
@@ -170,7 +170,7 @@ def test_internal_error_closes_the_connection_instead_of_wedging_it(messengers, 
 
     s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=Recorder())
     c = messengers(policy=Policy.lossy_client(), dispatcher=Recorder())
-    monkeypatch.setattr(conn_io, "ProtocolMachine", broken)
+    monkeypatch.setattr(lifecycle, "ProtocolMachine", broken)
     cpu = time.process_time()
     conn = c.connect_to(EntityType.OSD, s.bound)
     assert wait_for(lambda: conn.is_closed, 5)

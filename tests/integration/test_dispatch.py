@@ -28,7 +28,7 @@ def test_fast_dispatch_runs_on_io_thread(messengers, dispatch_threads):
     fast = Fast()
     s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=fast,
                    dispatch_threads=dispatch_threads)
-    s_throttles = s._throttles_for(EntityType.CLIENT)
+    s_throttles = s._delivery.throttles_for(EntityType.CLIENT)
     c = messengers(policy=Policy.lossy_client(), dispatcher=Recorder())
     conn = c.connect_to(EntityType.OSD, s.bound)
     for i in range(200):
@@ -38,7 +38,7 @@ def test_fast_dispatch_runs_on_io_thread(messengers, dispatch_threads):
     assert sorted(m.tid for m in fast.msgs) == list(range(200))
     assert s.get_dispatch_queue_len() == 0
     assert wait_for(lambda: all(t.current == 0 for t, _ in s_throttles.throttles))
-    assert s._dispatch_throttle.current == 0
+    assert s._delivery.dispatch_throttle.current == 0
 
 
 class Buggy(Fast):
@@ -151,12 +151,12 @@ def test_dispatch_throttle_bytes(messengers):
         conn.send_message(Message(1, tid=i, data=bytes(30_000)))
     try:
         assert wait_for(lambda: s.perf_dump()["throttle_waits"] >= 1)
-        assert s._dispatch_throttle.current <= 100_000
+        assert s._delivery.dispatch_throttle.current <= 100_000
     finally:
         gate.set()
     assert wait_for(lambda: len(g.msgs) == 40)
     assert [m.tid for m in g.msgs] == list(range(40))
-    assert wait_for(lambda: s._dispatch_throttle.current == 0)
+    assert wait_for(lambda: s._delivery.dispatch_throttle.current == 0)
 
 
 def test_mark_down_discards_messages_still_queued_for_dispatch(messengers):

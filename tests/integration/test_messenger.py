@@ -263,7 +263,7 @@ def test_shutdown_from_a_dispatcher(messengers):
 
     class Stopper(Recorder):
         def ms_dispatch(self, msg):
-            msg.connection.msgr.shutdown()
+            msg.connection.messenger.shutdown()
             done.set()
             return True
     s = messengers("osd.0", policy=Policy.stateless_server(), bind=True, dispatcher=Stopper())

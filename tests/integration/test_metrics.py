@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import msgr.conn_io
+import msgr.io_handler
 import msgr.dispatch.pool
 from msgr import ConfigError, EntityType, Message, Policy, TransportError, metrics
 from msgr.counters import LATENCY_BOUNDS
@@ -51,7 +51,7 @@ def need(tool: str) -> str:
 def hooks_wired() -> bool:
     """True once the lead has wired the histogram hooks into the hot path (issue 5)."""
     return ("dispatch_latency" in inspect.getsource(msgr.dispatch.pool)
-            and "send_queue_latency" in inspect.getsource(msgr.conn_io))
+            and "send_queue_latency" in inspect.getsource(msgr.io_handler))
 
 
 @pytest.fixture

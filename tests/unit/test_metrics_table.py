@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from msgr import counters, metrics
 from msgr.counters import (COUNTER_NAMES, HISTOGRAM_NAMES, LATENCY_BOUNDS, Counters, Histogram,
                            HistogramSnapshot)
+from msgr.linkstate import LinkState
 from msgr.log import ConnAdapter, conn_debug, conn_log, conn_state
 from msgr.metrics import METRICS
 
@@ -189,13 +190,20 @@ class FakeMessenger:
         out = Counters.total(c for _, c in metrics.owners(self))
         out["connections"] = len(self._all_conns)
         out["dispatch_queue_length"] = 4
+        out["dispatch_throttle_bytes"] = self._dispatch_throttle.current
         return out
+
+    def _counter_owners(self) -> list:
+        return ([(w.reactor.name, w.counters) for w in self._workers]
+                + [(t.name, c) for t, c in zip(self._dispatch._threads, self._dispatch.counters)])
+
+    def _connections(self) -> list:
+        return list(self._all_conns)
 
 
 class FakeConn:
-    def __init__(self, state=None, dead=False, standby=False, connected=False):
-        self._machine = SimpleNamespace(state=SimpleNamespace(name=state)) if state else None
-        self._dead, self._standby, self._connected = dead, standby, connected
+    def __init__(self, state: LinkState = LinkState.NONE):
+        self.state = state
 
 
 @pytest.fixture
@@ -233,8 +241,9 @@ def test_collector_sums_threads_and_same_named_messengers(fakes):
     b._workers[0].counters.messages_received = 1
     a._dispatch.counters[0].messages_dropped = 2      # dispatch threads count too
     c._workers[1].counters.bytes_sent = 4096
-    a._all_conns.update({FakeConn("READY"), FakeConn("READY"), FakeConn(dead=True)})
-    c._all_conns.update({FakeConn(standby=True), FakeConn(), FakeConn(connected=True)})
+    a._all_conns.update({FakeConn(LinkState.READY), FakeConn(LinkState.READY),
+                         FakeConn(LinkState.CLOSED)})
+    c._all_conns.update({FakeConn(LinkState.STANDBY), FakeConn(), FakeConn(LinkState.READY)})
     a._workers[0].counters.dispatch_latency.observe(0.0004)
     a._dispatch.counters[0].dispatch_latency.observe_n(0.03, 3)
     c._workers[0].counters.send_queue_latency.observe(2e-6)
