@@ -94,7 +94,7 @@ class Connection:
                                    LinkState.READY)
         else:
             throttles = messenger._delivery.throttles_for(peer_type) if outgoing else None
-            self._io = IOHandler(self, messenger, worker, producer, session, throttles)
+            self._io = IOHandler(self, messenger, worker, producer, session.stream, throttles)
             self._life = Lifecycle(self, self._io, messenger, worker, session, outgoing)
 
     # ================================================================ any thread

@@ -173,13 +173,13 @@ class Lifecycle:
         policy = m.policy if m is not None else self.conn.policy
         if isinstance(ev.error, ConnectionRefused):
             self._delivery.deliver_event(self.io, self.conn, Notify.REFUSED)
-        s = self.session
+        stream = self.session.stream
         if not policy.lossy:
-            s.requeue_sent()
+            stream.requeue_sent()
         nxt = after_fault(FaultFacts(
             lossy=policy.lossy, server=policy.server, standby=policy.standby,
             announced=self.announced, can_dial=self.can_dial, was_ready=ev.was_ready,
-            peer_wait=ev.wait, has_output=bool(s.out) or self.keepalive_wanted))
+            peer_wait=ev.wait, has_output=bool(stream.out) or self.keepalive_wanted))
         if nxt is Next.CLOSE_RESET or nxt is Next.CLOSE:
             self.close(reset=nxt is Next.CLOSE_RESET)
         elif nxt is Next.STANDBY:
@@ -194,7 +194,7 @@ class Lifecycle:
         cfg = self._messenger.config
         self.backoff = next_backoff(self.backoff, peer_wait, cfg.ms_initial_backoff,
                                     cfg.ms_max_backoff)
-        self._new_attempt(bump_connect_seq=bool(self.session.server_cookie))
+        self._new_attempt(bump_connect_seq=bool(self.session.ident.server_cookie))
         self._cancel_backoff()
         self._to(_S.WAIT, f"redial in {self.backoff:g}s")
         self._backoff_timer = self.reactor.call_later(self.backoff, self.start_connect)
@@ -203,9 +203,10 @@ class Lifecycle:
         """Session bookkeeping before redialling (Ceph's ``_fault``): a READY session
         always bumps connect_seq, a failed handshake or standby only once a server
         cookie exists; the next attempt gets a fresh global_seq."""
+        ident = self.session.ident
         if bump_connect_seq:
-            self.session.connect_seq += 1
-        self.session.global_seq = 0
+            ident.connect_seq += 1
+        ident.global_seq = 0
         self.counters.reconnects += 1
 
     def _go_standby(self) -> None:
@@ -232,7 +233,7 @@ class Lifecycle:
         """STANDBY + something to send: redial (never on a server policy)."""
         if self.state is not _S.STANDBY or not self.can_dial or self.conn.policy.server:
             return
-        self._new_attempt(bump_connect_seq=bool(self.session.server_cookie))
+        self._new_attempt(bump_connect_seq=bool(self.session.ident.server_cookie))
         self.start_connect()
 
     def on_remote_reset(self, dropped: int = 0) -> None:
@@ -249,8 +250,7 @@ class Lifecycle:
         """``mark_disposable()``: the session becomes lossy from now on."""
         conn = self.conn
         conn.policy = conn.policy.as_lossy()
-        self.session.lossy = True
-        self.session.sent.clear()
+        self.session.stream.make_lossy()
         m = self.io.machine
         if m is not None:
             m.policy = m.policy.as_lossy()
@@ -277,9 +277,7 @@ class Lifecycle:
         if handoff is not None:
             handoff.close()
         self.io.shut()
-        s = self.session    # what was never sent, or never acknowledged, is discarded
-        dropped += len(s.out.clear()) + len(s.sent)
-        s.sent.clear()
+        dropped += self.session.stream.discard()   # never sent, or never acknowledged
         if dropped:
             self._delivery.count_dropped(dropped)
         self.counters.connections_closed += 1
@@ -347,7 +345,7 @@ class Lifecycle:
 
     # ---------------------------------------------------------------- arbitration (existing side)
     def _existing_view(self) -> Existing:
-        s, policy = self.session, self.conn.policy
+        s, policy = self.session.ident, self.conn.policy
         return Existing(
             dead=self.state is _S.CLOSED, ready=self.state is _S.READY,
             standby=self.state is _S.STANDBY, lossy=policy.lossy, server=policy.server,
@@ -412,7 +410,7 @@ class Lifecycle:
         s = self.session
         if out.reset:
             self.on_remote_reset(len(s.reset()))
-        s.requeue_sent()
+        s.stream.requeue_sent()
         self.can_dial = _dialable(self.conn.peer_addr) and not self.conn.policy.server
         self._to(_S.ACCEPTING, f"adopting the socket of {temp!r}")
         machine = handoff.machine

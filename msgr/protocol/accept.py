@@ -1,39 +1,65 @@
-"""Accepting side of session establishment: CLIENT_IDENT, SESSION_RECONNECT, decisions.
+"""The msgr2 handshake, accepting side: banner, HELLO, AUTH, CLIENT_IDENT, SESSION_RECONNECT.
 
-Table actions mixed into :class:`~msgr.protocol.machine.ProtocolMachine`.
-The machine checks what it can alone (addresses, features), then emits a
-:class:`SessionRequest` and waits: whether an existing session is reused, the
-peer must WAIT, retry or reset is the owner's call, because only the owner can
-see the other connections (Ceph's ``handle_existing_connection`` and
-``handle_reconnect``). The owner answers with ``decide(Decision)``.
+:class:`ServerHandshake` runs the accepting role's table actions (see
+:mod:`.handshake`). The machine checks what it can alone (addresses, features),
+then emits a :class:`SessionRequest` and waits: whether an existing session is
+reused, the peer must WAIT, retry or reset is the owner's call, because only
+the owner can see the other connections (Ceph's ``handle_existing_connection``
+and ``handle_reconnect``). The owner answers with ``decide(Decision)``.
 """
 from __future__ import annotations
 
+from ..entity import EntityAddr
 from ..errors import Reason, RemoteProtocolError
 from .events import Decision, Reply, SessionRequest
 from .frames import Tag
+from .handshake import Handshake
 from .params import FEATURE_MSG_ADDR2
-from .payloads import (FLAG_LOSSY, ClientIdent, Reconnect, ServerIdent, decode_client_ident,
-                       decode_reconnect, encode_server_ident, encode_u8, encode_u64)
-from .states import ConnState, Input
+from .payloads import (FLAG_LOSSY, AuthBadMethod, AuthDone, ClientIdent, Hello, Reconnect,
+                       ServerIdent, decode_auth_request, decode_client_ident, decode_reconnect,
+                       encode_auth_bad_method, encode_auth_done, encode_hello,
+                       encode_server_ident, encode_u8, encode_u64)
+from .states import ConnState
 
-__all__ = ["AcceptMixin"]
+__all__ = ["ServerHandshake"]
 
 
-class AcceptMixin:
-    """See the module docstring."""
+class ServerHandshake(Handshake):
+    """The accepting side's table actions (see the module docstring)."""
 
-    _request: SessionRequest | None = None
+    def server_banner(self, payload: bytes) -> None:
+        self._peer_banner(payload)
+        addr = self.p.peer_socket_addr or EntityAddr("any")
+        self.m.send_frame(Tag.HELLO, encode_hello(Hello(self.p.my_name.type, addr)))
 
-    def decide(self, decision: Decision) -> None:
-        """Answers the pending SessionRequest (owner side)."""
-        self._run(Input.DECIDED, decision)
+    def server_hello(self, payload: bytes) -> None:
+        h = self._hello_type(payload)
+        self.peer_type = h.entity_type
+        if self.p.policy_for is not None:
+            self.policy = self.p.policy_for(h.entity_type)
+        self.session.stream.lossy = self.policy.lossy
 
+    def auth_request(self, payload: bytes):
+        req = decode_auth_request(payload)
+        auth = self.p.auth_server
+        res = auth.handle_request(req.method, req.preferred_modes, req.payload)
+        if not res.ok:
+            self.m.send_frame(Tag.AUTH_BAD_METHOD, encode_auth_bad_method(AuthBadMethod(
+                req.method, res.result, auth.methods, auth.modes)))
+            return ConnState.AUTH_ACCEPTING
+        self.m.send_frame(Tag.AUTH_DONE, encode_auth_done(AuthDone(res.global_id, res.con_mode, b"")))
+        self.m.send_frame(Tag.AUTH_SIGNATURE, auth.signature())
+        return None
+
+    def server_auth_signature(self, payload: bytes) -> None:
+        self._check_signature(payload, self.p.auth_server.signature())
+
+    # ----------------------------------------------------------- session requests
     def _check_addrs(self, addrs: tuple) -> None:
         if not addrs or addrs[0].type == "none":
             raise RemoteProtocolError("session frame without a peer address", Reason.PEER_ADDR)
 
-    def _a_client_ident(self, payload: bytes):
+    def client_ident(self, payload: bytes):
         ident: ClientIdent = decode_client_ident(payload)
         self._check_addrs(ident.addrs)
         if ident.target_addr not in self.my_addrs:
@@ -42,12 +68,12 @@ class AcceptMixin:
                 f"{[str(a) for a in self.my_addrs]}", Reason.PEER_ADDR)
         missing = (self.policy.features_required | FEATURE_MSG_ADDR2) & ~ident.features_supported
         if missing:
-            self._send(Tag.IDENT_MISSING_FEATURES, encode_u64(missing))
+            self.m.send_frame(Tag.IDENT_MISSING_FEATURES, encode_u64(missing))
             return None
         self._ask(SessionRequest(False, ident, ident.addrs))
         return None
 
-    def _a_session_reconnect(self, payload: bytes):
+    def session_reconnect(self, payload: bytes):
         rc: Reconnect = decode_reconnect(payload)
         self._check_addrs(rc.addrs)
         self._ask(SessionRequest(True, rc, rc.addrs))
@@ -55,53 +81,54 @@ class AcceptMixin:
 
     def _ask(self, request: SessionRequest) -> None:
         self.peer_addrs = request.peer_addrs
-        self._request = request
-        self._events.append(request)
+        self.request = request
+        self.m.emit(request)
 
-    def _a_decided(self, d: Decision):
-        req, self._request = self._request, None
+    def decided(self, d: Decision):
+        req, self.request = self.request, None
         if req is None:
             raise RemoteProtocolError("decision without a pending session request", Reason.BAD_TAG)
         kind = d.kind
         if kind is Reply.ACCEPT:
             if d.session is not None:
-                self.session = d.session
-            return self._accept_reconnect(req.ident, d) if req.reconnect else \
+                self.m.use_session(d.session)
+            return self._accept_reconnect(req.ident) if req.reconnect else \
                 self._accept_ident(req.ident)
         if kind is Reply.STOP:
-            self._out.clear()
             return ConnState.CLOSED
         if kind is Reply.WAIT:
-            self._send(Tag.WAIT, b"")
+            self.m.send_frame(Tag.WAIT, b"")
         elif kind is Reply.RESET:
-            self._send(Tag.SESSION_RESET, encode_u8(1 if d.full else 0))
+            self.m.send_frame(Tag.SESSION_RESET, encode_u8(1 if d.full else 0))
         elif kind is Reply.RETRY:
-            self._send(Tag.SESSION_RETRY, encode_u64(d.seq))
+            self.m.send_frame(Tag.SESSION_RETRY, encode_u64(d.seq))
         else:
-            self._send(Tag.SESSION_RETRY_GLOBAL, encode_u64(d.seq))
+            self.m.send_frame(Tag.SESSION_RETRY_GLOBAL, encode_u64(d.seq))
         return ConnState.SESSION_ACCEPTING
 
-    def _accept_ident(self, ident: ClientIdent) -> None:
+    def _accept_ident(self, ci: ClientIdent) -> None:
         """``send_server_ident``: a new (or reset, or reused) session."""
-        s = self.session
-        s.client_cookie = ident.client_cookie
-        s.peer_global_seq = ident.global_seq
-        s.lossy = self.policy.lossy
-        s.discard_requeued_up_to(0)
-        s.in_seq = 0
-        s.server_cookie = 0 if s.lossy else self.p.rng.randrange(1, 1 << 64)
+        ident, stream = self.session.ident, self.session.stream
+        ident.client_cookie = ci.client_cookie
+        ident.peer_global_seq = ci.global_seq
+        stream.lossy = self.policy.lossy
+        stream.discard_requeued_up_to(0)
+        stream.in_seq = 0
+        ident.server_cookie = 0 if stream.lossy else self.p.rng.randrange(1, 1 << 64)
         required = self.policy.features_required | FEATURE_MSG_ADDR2
         # Ceph queues the accept notification before writing SERVER_IDENT.
-        self._established(ident.gid, ident.addrs, ident.features_supported, accepted=True)
-        self._send(Tag.SERVER_IDENT, encode_server_ident(ServerIdent(
+        self._established(ci.gid, ci.addrs, ci.features_supported, accepted=True)
+        self.m.send_frame(Tag.SERVER_IDENT, encode_server_ident(ServerIdent(
             self.my_addrs, self.p.my_name.num, self.p.next_global_seq(0),
-            self.p.features_supported, required, FLAG_LOSSY if s.lossy else 0, s.server_cookie)))
+            self.p.features_supported, required, FLAG_LOSSY if stream.lossy else 0,
+            ident.server_cookie)))
 
-    def _accept_reconnect(self, rc: Reconnect, d: Decision) -> None:
+    def _accept_reconnect(self, rc: Reconnect) -> None:
         """``send_reconnect_ok``: the peer resumes the existing session."""
-        s = self.session
-        s.peer_global_seq = rc.global_seq
-        s.connect_seq = rc.connect_seq
-        s.discard_requeued_up_to(rc.msg_seq)
-        self._established(s.peer_gid, rc.addrs, s.features, accepted=True, reconnected=True)
-        self._send(Tag.SESSION_RECONNECT_OK, encode_u64(s.in_seq))
+        ident, stream = self.session.ident, self.session.stream
+        ident.peer_global_seq = rc.global_seq
+        ident.connect_seq = rc.connect_seq
+        stream.discard_requeued_up_to(rc.msg_seq)
+        self._established(ident.peer_gid, rc.addrs, ident.features, accepted=True,
+                          reconnected=True)
+        self.m.send_frame(Tag.SESSION_RECONNECT_OK, encode_u64(stream.in_seq))

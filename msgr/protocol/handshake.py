@@ -1,10 +1,16 @@
-"""The msgr2 handshake: banner, HELLO, AUTH_*, IDENT and RECONNECT actions.
+"""The msgr2 handshake, connecting side: banner, HELLO, AUTH_*, IDENT and RECONNECT.
 
-These are the table actions (``states.TRANSITIONS``) of the handshake states,
-mixed into :class:`~msgr.protocol.machine.ProtocolMachine`. Each reads one
-payload, may queue frames in ``self._out`` and returns None (the table's next
-state) or one of the table's alternatives. Raising a ``MsgrError`` faults the
+A :class:`Handshake` holds what one transport's handshake learns and decides
+(the peer's name, addresses and features, the negotiated policy, the session
+it works on) and runs the table actions (``states.TRANSITIONS``) of its role:
+:class:`ClientHandshake` here, ``ServerHandshake`` in :mod:`.accept`. Each
+action reads one payload, may send frames and returns None (the table's next
+state) or one of the table's alternatives; raising a ``MsgrError`` faults the
 machine. Order and checks follow ``ProtocolV2.cc`` (reference/msgr2.md s. 5-6).
+
+It reaches its machine only through four methods (the machine's handshake
+port): ``send_frame(tag, payload)``, ``emit(event)``, ``set_rev1(flag)`` and
+``use_session(session)``.
 """
 from __future__ import annotations
 
@@ -13,17 +19,15 @@ import struct
 from ..entity import EntityAddr, EntityName, EntityType
 from ..errors import Reason, RemoteProtocolError
 from .events import AddrLearned, Established, RemoteReset
-from .frames import Tag, control_frame
-from .intercept import WRITE_BPS
+from .frames import Tag
 from .params import FEATURE_MSG_ADDR2, MSGR2_REV1
-from .payloads import (FLAG_LOSSY, AuthBadMethod, AuthDone, AuthRequest, ClientIdent, Hello,
-                       Reconnect, ServerIdent, decode_auth_done, decode_auth_request,
-                       decode_hello, decode_server_ident, decode_u8, decode_u64,
-                       encode_auth_bad_method, encode_auth_done, encode_auth_request,
-                       encode_client_ident, encode_hello, encode_reconnect)
+from .payloads import (FLAG_LOSSY, AuthDone, AuthRequest, ClientIdent, Hello, Reconnect,
+                       ServerIdent, decode_auth_done, decode_hello, decode_server_ident,
+                       decode_u8, decode_u64, encode_auth_request, encode_client_ident,
+                       encode_hello, encode_reconnect)
 from .states import ConnState
 
-__all__ = ["HandshakeMixin", "BANNER_PREFIX", "WaitSignal"]
+__all__ = ["Handshake", "ClientHandshake", "BANNER_PREFIX", "WaitSignal", "RefusedError"]
 
 BANNER_PREFIX = b"ceph v2\n"
 _BANNER_PAYLOAD = struct.Struct("<QQ")
@@ -41,33 +45,37 @@ class RefusedError(RemoteProtocolError):
     """The peer refused us (features or auth); retrying will not help soon."""
 
 
-class HandshakeMixin:
-    """Handshake actions; see the module docstring."""
+class Handshake:
+    """What both roles share: the banner, HELLO's checks, READY.
 
-    def _init_handshake(self) -> None:
-        p = self.p
-        self.peer_type = p.peer_type
+    Args:
+        port: the machine (``send_frame``, ``emit``, ``set_rev1``, ``use_session``).
+        params: this side's :class:`~msgr.protocol.params.MachineParams`.
+        session: the session this transport works on.
+
+    Attributes:
+        request: accepting side: the SessionRequest waiting for the owner's
+            decision (the machine reads no further frame meanwhile); else None.
+    """
+
+    request = None
+
+    def __init__(self, port, params, session) -> None:
+        self.m = port
+        self.p = params
+        self.session = session
+        self.peer_type = params.peer_type
         self.peer_name: EntityName | None = None
         self.peer_addrs: tuple = ()
         self.features = 0
-        self.peer_global_id = 0
-        self.policy = p.policy
-        self.my_addrs = tuple(p.my_addrs)
-
-    def _send(self, tag: Tag, payload: bytes) -> None:
-        if self._ic is not None:
-            self._hit(WRITE_BPS[int(tag)])
-        self._out.append(control_frame(tag, payload, self.rev1))
+        self.policy = params.policy
+        self.my_addrs = tuple(params.my_addrs)
 
     # ----------------------------------------------------------- banner
-    def _banner(self) -> bytes:
+    def banner(self) -> bytes:
+        """Our banner: the prefix, then the msgr2 features we support and require."""
         supported = MSGR2_REV1 if self.p.rev1_allowed else 0
         return BANNER_PREFIX + (16).to_bytes(2, "little") + _BANNER_PAYLOAD.pack(supported, 0)
-
-    def _a_start_connect(self, _arg) -> None:
-        self._out.append(self._banner())
-
-    _a_start_accept = _a_start_connect
 
     def _peer_banner(self, payload: bytes) -> None:
         supported, required = _BANNER_PAYLOAD.unpack_from(payload)
@@ -75,25 +83,40 @@ class HandshakeMixin:
         if required & ~ours:
             raise RefusedError(f"peer requires msgr2 features {required:#x}, we have {ours:#x}",
                                Reason.FEATURES)
-        self.rev1 = bool(ours & supported & MSGR2_REV1)
+        self.m.set_rev1(bool(ours & supported & MSGR2_REV1))
 
-    def _a_client_banner(self, payload: bytes) -> None:
-        self._peer_banner(payload)
-        self._send(Tag.HELLO, encode_hello(Hello(self.p.my_name.type, self.p.target_addr)))
-
-    def _a_server_banner(self, payload: bytes) -> None:
-        self._peer_banner(payload)
-        addr = self.p.peer_socket_addr or EntityAddr("any")
-        self._send(Tag.HELLO, encode_hello(Hello(self.p.my_name.type, addr)))
-
-    # ----------------------------------------------------------- hello
     def _hello_type(self, payload: bytes) -> Hello:
         h = decode_hello(payload)
         if h.entity_type not in _KNOWN_TYPES:
-            raise RemoteProtocolError(f"HELLO names unknown entity type {h.entity_type}", Reason.DECODE)
+            raise RemoteProtocolError(f"HELLO names unknown entity type {h.entity_type}",
+                                      Reason.DECODE)
         return h
 
-    def _a_client_hello(self, payload: bytes) -> None:
+    def _check_signature(self, payload: bytes, expected: bytes) -> None:
+        if payload != expected:
+            raise RemoteProtocolError("AUTH_SIGNATURE mismatch", Reason.AUTH)
+
+    def _established(self, gid: int, addrs: tuple, peer_features: int, accepted: bool,
+                     reconnected: bool = False) -> None:
+        """READY: records the peer and emits Established (features already masked
+        when ``reconnected``)."""
+        ident = self.session.ident
+        self.peer_name = EntityName(self.peer_type, gid)
+        self.peer_addrs = tuple(addrs)
+        self.features = peer_features if reconnected else peer_features & self.p.features_supported
+        ident.peer_gid, ident.features = gid, self.features
+        self.m.emit(Established(accepted, self.peer_name, self.peer_addrs, self.features,
+                                self.policy.lossy, reconnected))
+
+
+class ClientHandshake(Handshake):
+    """The connecting side's table actions (see the module docstring)."""
+
+    def client_banner(self, payload: bytes) -> None:
+        self._peer_banner(payload)
+        self.m.send_frame(Tag.HELLO, encode_hello(Hello(self.p.my_name.type, self.p.target_addr)))
+
+    def client_hello(self, payload: bytes) -> None:
         h = self._hello_type(payload)
         if h.entity_type != self.peer_type:
             raise RemoteProtocolError(
@@ -102,137 +125,97 @@ class HandshakeMixin:
         self._learn_addr(h.peer_addr)
         auth = self.p.auth_client
         req = AuthRequest(auth.method, auth.modes, auth.request_payload(self.peer_type))
-        self._send(Tag.AUTH_REQUEST, encode_auth_request(req))
+        self.m.send_frame(Tag.AUTH_REQUEST, encode_auth_request(req))
 
     def _learn_addr(self, seen: EntityAddr) -> None:
         mine = self.my_addrs[0] if self.my_addrs else None
         if mine is not None and mine.is_blank and seen.type != "none" and not seen.is_blank:
             learned = EntityAddr(mine.type, seen.host, mine.port, mine.nonce)
             self.my_addrs = (learned,) + self.my_addrs[1:]
-            self._events.append(AddrLearned(learned))
-
-    def _a_server_hello(self, payload: bytes) -> None:
-        h = self._hello_type(payload)
-        self.peer_type = h.entity_type
-        if self.p.policy_for is not None:
-            self.policy = self.p.policy_for(h.entity_type)
-        self.session.lossy = self.policy.lossy
+            self.m.emit(AddrLearned(learned))
 
     # ----------------------------------------------------------- auth
-    def _a_auth_request(self, payload: bytes):
-        req = decode_auth_request(payload)
-        auth = self.p.auth_server
-        res = auth.handle_request(req.method, req.preferred_modes, req.payload)
-        if not res.ok:
-            self._send(Tag.AUTH_BAD_METHOD, encode_auth_bad_method(AuthBadMethod(
-                req.method, res.result, auth.methods, auth.modes)))
-            return ConnState.AUTH_ACCEPTING
-        self.peer_global_id = res.global_id
-        self._send(Tag.AUTH_DONE, encode_auth_done(AuthDone(res.global_id, res.con_mode, b"")))
-        self._send(Tag.AUTH_SIGNATURE, auth.signature())
-        return None
-
-    def _a_auth_done(self, payload: bytes) -> None:
+    def auth_done(self, payload: bytes) -> None:
         done: AuthDone = decode_auth_done(payload)
         if done.con_mode not in self.p.auth_client.modes:
             raise RemoteProtocolError(f"server chose connection mode {done.con_mode}", Reason.AUTH)
-        self._send(Tag.AUTH_SIGNATURE, self.p.auth_client.signature())
+        self.m.send_frame(Tag.AUTH_SIGNATURE, self.p.auth_client.signature())
 
-    def _a_auth_bad_method(self, payload: bytes) -> None:
+    def auth_bad_method(self, payload: bytes) -> None:
         raise RefusedError("server refused auth method none (AUTH_BAD_METHOD)", Reason.AUTH)
 
-    def _a_auth_reply_more(self, payload: bytes) -> None:
+    def auth_reply_more(self, payload: bytes) -> None:
         raise RemoteProtocolError("AUTH_REPLY_MORE: auth none takes one round", Reason.AUTH)
 
-    def _check_signature(self, payload: bytes, expected: bytes) -> None:
-        if payload != expected:
-            raise RemoteProtocolError("AUTH_SIGNATURE mismatch", Reason.AUTH)
-
-    def _a_client_auth_signature(self, payload: bytes):
+    def client_auth_signature(self, payload: bytes):
         self._check_signature(payload, self.p.auth_client.signature())
-        s = self.session
-        if s.server_cookie:
+        if self.session.ident.server_cookie:
             self._send_reconnect()
             return ConnState.SESSION_RECONNECTING
         self._send_client_ident()
         return None
 
-    def _a_server_auth_signature(self, payload: bytes) -> None:
-        self._check_signature(payload, self.p.auth_server.signature())
-
-    # ----------------------------------------------------------- ident (client)
+    # ----------------------------------------------------------- ident
     def _send_client_ident(self) -> None:
-        s, p = self.session, self.p
-        if not self.policy.lossy and not s.client_cookie:
-            s.client_cookie = p.rng.randrange(1, 1 << 64)
-        s.global_seq = s.global_seq or p.global_seq
-        ident = ClientIdent(self.my_addrs, p.target_addr, p.my_name.num, s.global_seq,
-                            p.features_supported, self.policy.features_required | FEATURE_MSG_ADDR2,
-                            FLAG_LOSSY if self.policy.lossy else 0, s.client_cookie)
-        self._send(Tag.CLIENT_IDENT, encode_client_ident(ident))
+        ident, p = self.session.ident, self.p
+        if not self.policy.lossy and not ident.client_cookie:
+            ident.client_cookie = p.rng.randrange(1, 1 << 64)
+        ident.global_seq = ident.global_seq or p.global_seq
+        msg = ClientIdent(self.my_addrs, p.target_addr, p.my_name.num, ident.global_seq,
+                          p.features_supported, self.policy.features_required | FEATURE_MSG_ADDR2,
+                          FLAG_LOSSY if self.policy.lossy else 0, ident.client_cookie)
+        self.m.send_frame(Tag.CLIENT_IDENT, encode_client_ident(msg))
 
     def _send_reconnect(self) -> None:
-        s = self.session
-        s.global_seq = s.global_seq or self.p.global_seq
-        self._send(Tag.SESSION_RECONNECT, encode_reconnect(Reconnect(
-            self.my_addrs, s.client_cookie, s.server_cookie, s.global_seq, s.connect_seq,
-            s.in_seq)))
+        ident = self.session.ident
+        ident.global_seq = ident.global_seq or self.p.global_seq
+        self.m.send_frame(Tag.SESSION_RECONNECT, encode_reconnect(Reconnect(
+            self.my_addrs, ident.client_cookie, ident.server_cookie, ident.global_seq,
+            ident.connect_seq, self.session.stream.in_seq)))
 
-    def _a_server_ident(self, payload: bytes) -> None:
-        ident: ServerIdent = decode_server_ident(payload)
-        if self.p.target_addr not in ident.addrs:
+    def server_ident(self, payload: bytes) -> None:
+        si: ServerIdent = decode_server_ident(payload)
+        if self.p.target_addr not in si.addrs:
             raise RemoteProtocolError(
-                f"server addrs {[str(a) for a in ident.addrs]} do not include the address we "
+                f"server addrs {[str(a) for a in si.addrs]} do not include the address we "
                 f"dialled {self.p.target_addr}", Reason.PEER_ADDR)
-        s = self.session
-        s.server_cookie = ident.server_cookie
-        s.peer_global_seq = ident.global_seq
-        if ident.flags & FLAG_LOSSY and not self.policy.lossy:
+        ident = self.session.ident
+        ident.server_cookie = si.server_cookie
+        ident.peer_global_seq = si.global_seq
+        if si.flags & FLAG_LOSSY and not self.policy.lossy:
             self.policy = self.policy.as_lossy()
-        s.lossy = self.policy.lossy
-        self._established(ident.gid, ident.addrs, ident.features_supported, accepted=False)
+        self.session.stream.lossy = self.policy.lossy
+        self._established(si.gid, si.addrs, si.features_supported, accepted=False)
 
-    def _established(self, gid: int, addrs: tuple, peer_features: int, accepted: bool,
-                     reconnected: bool = False) -> None:
-        """READY: records the peer and emits Established (features already masked
-        when ``reconnected``)."""
-        s = self.session
-        self.peer_name = EntityName(self.peer_type, gid)
-        self.peer_addrs = tuple(addrs)
-        self.features = peer_features if reconnected else peer_features & self.p.features_supported
-        s.peer_gid, s.features = gid, self.features
-        self._events.append(Established(accepted, self.peer_name, self.peer_addrs,
-                                        self.features, self.policy.lossy, reconnected))
-
-    def _a_ident_missing_features(self, payload: bytes) -> None:
+    def ident_missing_features(self, payload: bytes) -> None:
         missing = decode_u64(payload, "IDENT_MISSING_FEATURES")
         raise RefusedError(f"server requires features we lack: {missing:#x}", Reason.FEATURES)
 
-    def _a_wait(self, payload: bytes) -> None:
+    def wait(self, payload: bytes) -> None:
         raise WaitSignal()
 
-    # ----------------------------------------------------------- reconnect (client)
-    def _a_reconnect_ok(self, payload: bytes) -> None:
+    # ----------------------------------------------------------- reconnect
+    def reconnect_ok(self, payload: bytes) -> None:
         ms = decode_u64(payload, "SESSION_RECONNECT_OK")
         s = self.session
-        s.discard_requeued_up_to(ms)
-        self._established(s.peer_gid, self.p.target_addr and (self.p.target_addr,) or (),
-                          s.features, accepted=False, reconnected=True)
+        s.stream.discard_requeued_up_to(ms)
+        self._established(s.ident.peer_gid, self.p.target_addr and (self.p.target_addr,) or (),
+                          s.ident.features, accepted=False, reconnected=True)
 
-    def _a_session_reset(self, payload: bytes) -> None:
+    def session_reset(self, payload: bytes) -> None:
         full = decode_u8(payload, "SESSION_RESET")
         s = self.session
         if full:
-            self._events.append(RemoteReset(len(s.reset())))
+            self.m.emit(RemoteReset(len(s.reset())))
         else:
-            s.server_cookie = s.connect_seq = s.in_seq = 0
+            s.ident.server_cookie = s.ident.connect_seq = s.stream.in_seq = 0
         self._send_client_ident()
 
-    def _a_session_retry(self, payload: bytes) -> None:
-        self.session.connect_seq = decode_u64(payload, "SESSION_RETRY") + 1
+    def session_retry(self, payload: bytes) -> None:
+        self.session.ident.connect_seq = decode_u64(payload, "SESSION_RETRY") + 1
         self._send_reconnect()
 
-    def _a_session_retry_global(self, payload: bytes) -> None:
+    def session_retry_global(self, payload: bytes) -> None:
         gs = decode_u64(payload, "SESSION_RETRY_GLOBAL")
-        self.session.global_seq = self.p.next_global_seq(gs)
+        self.session.ident.global_seq = self.p.next_global_seq(gs)
         self._send_reconnect()

@@ -1,32 +1,31 @@
-"""RxMixin: the receive side of ProtocolMachine (buffers, scanning, decoding).
+"""RxStream: the receive side of one transport (buffers, scanning, decoding).
 
-Bytes land in one receive buffer (``get_recv_buffer`` + ``commit_recv``), which
+Bytes land in one receive buffer (``get_recv_buffer`` + ``commit``), which
 starts small and doubles on full reads. One native call (``scan_frames``)
-finds every complete frame in it and checks their CRCs; the machine then walks
-the records. MESSAGE frames in READY are decoded in a tight loop
-(``next_events``); everything else goes through the transition table one frame
-at a time (``next_event``). Segments under ``ZERO_COPY_MIN`` bytes are copied
-out as ``bytes``; larger ones are handed out as memoryviews and the buffer is
-given away with them, so a large data segment is never copied. Given-away
-buffers go to the messenger's :class:`~msgr.bufpool.BufferPool`
-(``params.buffer_pool``), which hands them out again once the user has dropped
-every view of them, so a stream of large messages does not pay for a fresh
-zeroed buffer (and its page faults) each.
+finds every complete frame in it and checks their CRCs; the stream then hands
+out the records one at a time (:meth:`RxStream.record`, :meth:`control_payload`,
+:meth:`message`) or decodes a run of MESSAGE frames in a tight loop
+(:meth:`decode_run`, the hot path). It knows frames, not states: what a frame
+means is the machine's business (:mod:`msgr.protocol.machine`).
+
+Segments under ``ZERO_COPY_MIN`` bytes are copied out as ``bytes``; larger ones
+are handed out as memoryviews and the buffer is given away with them, so a
+large data segment is never copied. Given-away buffers go to the messenger's
+:class:`~msgr.bufpool.BufferPool` (``params.buffer_pool``), which hands them
+out again once the user has dropped every view of them, so a stream of large
+messages does not pay for a fresh zeroed buffer (and its page faults) each.
 """
 from __future__ import annotations
 
 import struct
 
 from .. import _native
-from ..errors import MsgrError, Reason, RemoteProtocolError
+from ..errors import Reason, RemoteProtocolError
 from ..message import Message
-from .events import NEED_DATA
 from .frames import HEADER2, HEADER2_SIZE, PREAMBLE_SIZE, Tag
 from .handshake import BANNER_PREFIX
-from .intercept import BANNER_READ, READ_BPS
-from .states import ConnState, Input
 
-__all__ = ["RxMixin", "ZERO_COPY_MIN", "RX_INITIAL", "MAX_RECORDS", "EVENTS_PER_CALL"]
+__all__ = ["RxStream", "ZERO_COPY_MIN", "RX_INITIAL", "MAX_RECORDS", "EVENTS_PER_CALL"]
 
 ZERO_COPY_MIN = 128 * 1024
 RX_INITIAL = 16 * 1024     # a new connection's receive buffer; grows on full reads
@@ -43,17 +42,49 @@ _SCAN_ERRORS = {
     _native.SCAN_BAD_SEGMENT_CRC: ("bad segment crc", Reason.BAD_CRC),
     _native.SCAN_BAD_LATE_STATUS: ("bad epilogue late status", Reason.BAD_FRAME),
 }
-_TAG_INPUT = {t.value: Input(t.value) for t in Tag}
 _REC = struct.Struct("<8q")
 _H2_UNPACK = HEADER2.unpack_from
-_READY = ConnState.READY
 _MESSAGE = Tag.MESSAGE.value
 _new = object.__new__
 
 
-class RxMixin:
-    """See the module docstring; mixed into ProtocolMachine."""
+class RxStream:
+    """The receive buffer and frame records of one transport.
 
+    Args:
+        recv_buffer_bytes: the everyday buffer's largest size.
+        max_segment_bytes: the largest segment a frame may carry.
+        buffer_pool: a :class:`~msgr.bufpool.BufferPool` for large buffers, or None.
+
+    Attributes:
+        rev1: msgr2.1 framing (set once the banners are exchanged).
+        stamp: the time of the last read: ``recv_stamp`` of what is decoded.
+        source, owner: ``source`` and ``connection`` of the messages decoded
+            (the peer's name once known; the owner's handle).
+    """
+
+    def __init__(self, recv_buffer_bytes: int, max_segment_bytes: int, buffer_pool=None) -> None:
+        self._max_buf = recv_buffer_bytes
+        self._max_segment = max_segment_bytes
+        self._pool = buffer_pool
+        self._target = min(RX_INITIAL, recv_buffer_bytes)
+        self._rx = bytearray(self._target)
+        self._rxmv = memoryview(self._rx)
+        self._view_len = 0
+        self._rpos = self._wpos = 0
+        self._donated = False
+        self._scanner = _native.Scanner(MAX_RECORDS)
+        self._recs = self._scanner.recs
+        self._nrec = self._irec = 0
+        self._scan_end = -1
+        self._need = 0
+        self._scan_status = 0
+        self.rev1 = False
+        self.stamp = 0.0
+        self.source = None
+        self.owner = None
+
+    # ----------------------------------------------------------------- bytes in
     def get_recv_buffer(self) -> memoryview:
         """A writable view where the owner may read up to ``len(view)`` bytes.
 
@@ -63,33 +94,23 @@ class RxMixin:
         need = max(self._need, PREAMBLE_SIZE)
         rx = self._rx
         if self._donated or len(rx) - self._rpos < need or self._wpos == len(rx) or \
-                (self._rpos == self._wpos and len(rx) > self.p.recv_buffer_bytes):
+                (self._rpos == self._wpos and len(rx) > self._max_buf):
             self._compact(need)
         view = self._rxmv[self._wpos:]
         self._view_len = len(view)
         return view
 
-    def commit_recv(self, n: int, now: float) -> None:
-        """``n`` bytes were written into the view from ``get_recv_buffer``.
+    def commit(self, n: int, now: float) -> None:
+        """``n`` bytes were written into the view from ``get_recv_buffer`` at ``now``.
 
         A read that fills the whole view doubles the buffer for the next one
         (up to ``recv_buffer_bytes``): idle connections keep a small buffer,
         busy ones read many frames per call.
         """
         self._wpos += n
-        self._last_active = now
-        if n == self._view_len and self._rx_target < self.p.recv_buffer_bytes:
-            self._rx_target = min(2 * self._rx_target, self.p.recv_buffer_bytes)
-
-    def receive_data(self, data, now: float = 0.0) -> None:
-        """Copies ``data`` in (for tests and non-zero-copy transports)."""
-        mv = memoryview(data).cast("B")
-        while mv:
-            buf = self.get_recv_buffer()
-            n = min(len(buf), len(mv))
-            buf[:n] = mv[:n]
-            self.commit_recv(n, now)
-            mv = mv[n:]
+        self.stamp = now
+        if n == self._view_len and self._target < self._max_buf:
+            self._target = min(2 * self._target, self._max_buf)
 
     def _compact(self, need: int) -> None:
         """Moves the unread bytes to the front of a buffer with room for ``need`` more.
@@ -102,18 +123,18 @@ class RxMixin:
         runs), taken from the pool when one is free.
         """
         pending = self._wpos - self._rpos
-        size = max(self._rx_target, need, pending + PREAMBLE_SIZE)
-        rx, pool = self._rx, self.p.buffer_pool
+        size = max(self._target, need, pending + PREAMBLE_SIZE)
+        rx, pool = self._rx, self._pool
         if self._donated and pool is not None and len(rx) <= pool.max_bytes:
             size = max(size, len(rx))
         if not self._donated and self._rpos and \
-                size <= len(rx) <= max(2 * size, self.p.recv_buffer_bytes):
+                size <= len(rx) <= max(2 * size, self._max_buf):
             rx[:pending] = self._rxmv[self._rpos:self._wpos]
         else:
             old = self._rxmv[self._rpos:self._wpos]
             self._scanner.forget()
             self._rxmv = None
-            if pool is not None and (self._donated or len(rx) > self.p.recv_buffer_bytes):
+            if pool is not None and (self._donated or len(rx) > self._max_buf):
                 pool.give(rx)
             self._rx = (pool is not None and size >= ZERO_COPY_MIN and pool.take(size)) \
                 or bytearray(size)
@@ -124,112 +145,22 @@ class RxMixin:
         self._nrec = self._irec = 0
         self._scan_end = -1
 
-    def next_event(self):
-        """The next event, a received Message, or NEED_DATA. Never raises."""
-        if self._events:
-            return self._events.popleft()
-        try:
-            while not self._events:
-                if self.state is ConnState.CLOSED or self.state is ConnState.WAIT or \
-                        self._request is not None or self.halted:
-                    return NEED_DATA
-                if not self._banner_done:
-                    if not self._take_banner():
-                        return NEED_DATA
-                    continue
-                if self._irec >= self._nrec and not self._scan():
-                    return NEED_DATA
-                msg = self._next_frame()
-                if msg is not None:
-                    return msg
-        except MsgrError as e:
-            if self.state is not ConnState.CLOSED:
-                self._step(Input.FAULT, e)
-        return self._events.popleft() if self._events else NEED_DATA
+    @property
+    def buffer_size(self) -> int:
+        """The receive buffer's size now (bounded: tests check it)."""
+        return len(self._rx)
 
-    def next_events(self) -> list:
-        """The events available now, in order; empty means NEED_DATA.
+    def idle(self) -> bool:
+        """True when every frame was taken and no byte came since (the hot path's cheap check)."""
+        return self._irec >= self._nrec and self._wpos == self._scan_end
 
-        At most about ``EVENTS_PER_CALL`` messages per call: call again until it
-        returns an empty list.
+    # ----------------------------------------------------------------- banner
+    def banner(self) -> bytes | None:
+        """The peer's banner payload once it is all here (not consumed yet), else None.
 
-        The hot path: consecutive MESSAGE frames in READY are decoded in one
-        tight loop (no per-frame method dispatch); anything else goes through
-        :meth:`next_event`. Stops after a fault, a session request or a halt.
-
-        Afterwards ``last_batch_bytes`` is the payload bytes of the returned
-        messages when every event returned is a :class:`Message` from that
-        loop, else -1 (the caller sums what it needs itself).
+        Raises:
+            RemoteProtocolError: it is no msgr2 banner.
         """
-        self.last_batch_bytes = -1
-        if not self._events and self._irec >= self._nrec and self._wpos == self._scan_end:
-            return []           # every frame taken and no byte since: nothing to do (hot path)
-        out = []
-        if self._events:
-            out.extend(self._events)
-            self._events.clear()
-        if self._ic is not None or self.state is not _READY:
-            while (ev := self.next_event()) is not NEED_DATA:
-                out.append(ev)
-                if self.done or self._request is not None or self.halted:
-                    break
-            return out
-        plain = not out
-        try:
-            nbytes = self._read_ready(out)
-        except MsgrError as e:
-            if self.state is not ConnState.CLOSED:
-                self._step(Input.FAULT, e)
-            out.extend(self._events)
-            self._events.clear()
-            return out
-        if plain and nbytes >= 0:
-            self.last_batch_bytes = nbytes
-        return out
-
-    def _read_ready(self, out: list) -> int:
-        """Decodes MESSAGE frames in READY straight from the scan records.
-
-        Consecutive MESSAGE frames of one scan are decoded in a local loop; any
-        other frame goes through :meth:`next_event`, and a state change ends the
-        call (the caller's ``next_events`` picks the path again).
-
-        Returns:
-            The payload bytes of the messages appended, or -1 if any other
-            event was appended too.
-        """
-        unpack, recs, decode, append = _REC.unpack_from, self._recs, self._decode, out.append
-        nbytes, mixed = 0, False
-        while len(out) < EVENTS_PER_CALL:
-            if self._irec >= self._nrec and (self._wpos == self._scan_end or not self._scan()):
-                break
-            i, n = self._irec, self._nrec
-            try:
-                while i < n:
-                    start, tag, nseg, l0, l1, l2, l3, flags = unpack(recs, i * 64)
-                    if tag != _MESSAGE or flags or l0 != HEADER2_SIZE:
-                        break
-                    i += 1
-                    msg = decode(start, nseg, l1, l2, l3)
-                    if msg is not None:
-                        append(msg)
-                        nbytes += l1 + l2 + l3
-            finally:
-                self._irec = i
-            if i < n:
-                ev = self.next_event()
-                if ev is NEED_DATA:
-                    break
-                out.append(ev)
-                if type(ev) is Message:     # a MESSAGE after a frame without an event (an ACK)
-                    nbytes += ev.size
-                else:
-                    mixed = True
-                if self.done or self._request is not None or self.state is not _READY:
-                    break
-        return -1 if mixed else nbytes
-
-    def _take_banner(self) -> bool:
         got = self._rxmv[self._rpos:self._wpos]
         prefix_len = min(len(got), len(BANNER_PREFIX))
         if bytes(got[:prefix_len]) != BANNER_PREFIX[:prefix_len]:
@@ -237,34 +168,125 @@ class RxMixin:
                 raise RemoteProtocolError("peer is using the msgr v1 protocol", Reason.BAD_BANNER)
             raise RemoteProtocolError(f"bad banner {bytes(got[:10])!r}", Reason.BAD_BANNER)
         if len(got) < len(BANNER_PREFIX) + 2:
-            return False
+            return None
         plen = int.from_bytes(got[8:10], "little")
         if not 16 <= plen <= 4096:
             raise RemoteProtocolError(f"banner payload length {plen}", Reason.BAD_BANNER)
-        total = 10 + plen
-        if len(got) < total:
-            return False
-        payload = bytes(got[10:total])
-        if self._ic is not None and not self._bp_passed and not self._hit(BANNER_READ):
-            self._bp_passed = True
-            return False
-        self._bp_passed = False
-        self._rpos += total
-        self._banner_done = True
-        self._run(Input.BANNER, payload)
-        return True
+        if len(got) < 10 + plen:
+            return None
+        return bytes(got[10:10 + plen])
+
+    def take_banner(self, payload: bytes) -> None:
+        """Consumes the banner :meth:`banner` returned."""
+        self._rpos += 10 + len(payload)
+
+    # ----------------------------------------------------------------- frames, one by one
+    def record(self) -> tuple | None:
+        """The next frame's ``(tag, aborted)``, scanning for it if need be; None when
+        no complete frame is here. The frame stays until taken.
+
+        Raises:
+            RemoteProtocolError: the bytes at the read position are no valid frame.
+        """
+        if self._irec >= self._nrec and not self._scan():
+            return None
+        b = self._irec * 8
+        return self._recs[b + 1], bool(self._recs[b + 7] & _native.FLAG_ABORTED)
+
+    def skip(self) -> None:
+        """Consumes the current frame unread (an aborted one)."""
+        start, nseg, lens = self._current()
+        self._rpos = self._frame_end(start, nseg, lens)
+
+    def control_payload(self, name: str, one_segment: bool = True) -> bytes:
+        """Consumes the current frame and returns its first segment (a control
+        frame's payload).
+
+        Raises:
+            RemoteProtocolError: ``one_segment`` and it has more than one.
+        """
+        start, nseg, lens = self._current()
+        if one_segment and nseg != 1:
+            raise RemoteProtocolError(f"control frame {name} with {nseg} segments",
+                                      Reason.BAD_FRAME)
+        self._rpos = self._frame_end(start, nseg, lens)
+        off = start + PREAMBLE_SIZE
+        return bytes(self._rxmv[off:off + lens[0]])
+
+    def check_after(self) -> None:
+        """After a control frame is handled: the scanner's error past the last frame,
+        if that was the last one, is the peer's.
+
+        Raises:
+            RemoteProtocolError: the bytes after the frames taken are no valid frame.
+        """
+        if self._irec >= self._nrec and self._scan_status:
+            what, reason = _SCAN_ERRORS[self._scan_status]
+            raise RemoteProtocolError(f"frame after offset {self._rpos}: {what}", reason)
+
+    def message(self, stream):
+        """Consumes the current frame as a MESSAGE: the Message, or None for an old duplicate.
+
+        Raises:
+            RemoteProtocolError: its header segment has the wrong size.
+        """
+        start, nseg, lens = self._current()
+        if lens[0] != HEADER2_SIZE:
+            raise RemoteProtocolError(f"message header of {lens[0]} bytes", Reason.BAD_FRAME)
+        return self._decode(stream, start, nseg, lens[1], lens[2], lens[3])
+
+    def _current(self) -> tuple:
+        """Takes the current record: ``(start, nseg, lens)``."""
+        r, b = self._recs, self._irec * 8
+        self._irec += 1
+        return r[b], r[b + 2], (r[b + 3], r[b + 4], r[b + 5], r[b + 6])
+
+    # ----------------------------------------------------------------- the hot path
+    def decode_run(self, out: list, stream) -> int:
+        """Decodes the consecutive MESSAGE frames of the current scan into ``out``
+        (scanning first if every record was taken); stops before any other frame
+        (:meth:`pending` is then True).
+
+        Returns:
+            The payload bytes of the messages appended, or -1 when no complete
+            frame was here at all.
+
+        Raises:
+            RemoteProtocolError: a scan found no valid frame at the read position.
+        """
+        if self._irec >= self._nrec and (self._wpos == self._scan_end or not self._scan()):
+            return -1
+        unpack, recs, decode, append = _REC.unpack_from, self._recs, self._decode, out.append
+        nbytes, i, n = 0, self._irec, self._nrec
+        try:
+            while i < n:
+                start, tag, nseg, l0, l1, l2, l3, flags = unpack(recs, i * 64)
+                if tag != _MESSAGE or flags or l0 != HEADER2_SIZE:
+                    break
+                i += 1
+                msg = decode(stream, start, nseg, l1, l2, l3)
+                if msg is not None:
+                    append(msg)
+                    nbytes += l1 + l2 + l3
+        finally:
+            self._irec = i
+        return nbytes
+
+    def pending(self) -> bool:
+        """True when a frame of the current scan is still to be taken."""
+        return self._irec < self._nrec
 
     def _scan(self) -> bool:
-        """Indexes the complete frames from ``_rpos``; False when there are none.
+        """Indexes the complete frames from the read position; False when there are none.
 
         A scan that recorded every complete frame (fewer than ``MAX_RECORDS``,
-        no error) remembers ``_wpos``: until more bytes arrive, scanning again
-        would find nothing, so it is skipped.
+        no error) remembers the write position: until more bytes arrive,
+        scanning again would find nothing, so it is skipped.
         """
         if self._wpos == self._scan_end:
             return False
         n, status, pos, need = self._scanner.scan(
-            self._rx, self._rpos, self._wpos, self.rev1, self.p.max_segment_bytes)
+            self._rx, self._rpos, self._wpos, self.rev1, self._max_segment)
         self._nrec, self._irec, self._need = n, 0, need
         if n == 0 and status:
             what, reason = _SCAN_ERRORS[status]
@@ -272,37 +294,6 @@ class RxMixin:
         self._scan_status = status
         self._scan_end = self._wpos if n < MAX_RECORDS and not status else -1
         return n > 0
-
-    def _next_frame(self):
-        i = self._irec
-        self._irec = i + 1
-        r = self._recs
-        b = i * 8
-        start, tag, nseg, flags = r[b], r[b + 1], r[b + 2], r[b + 7]
-        lens = (r[b + 3], r[b + 4], r[b + 5], r[b + 6])
-        end = self._frame_end(start, nseg, lens)
-        if self._ic is not None and not flags & _native.FLAG_ABORTED:
-            if not self._bp_passed and not self._hit(READ_BPS.get(tag) or READ_BPS[1]):
-                self._irec, self._bp_passed = i, True
-                return None
-            self._bp_passed = False
-        self._rpos = end
-        if flags & _native.FLAG_ABORTED:
-            return None
-        if tag == _MESSAGE and self.state is _READY:
-            return self._message(start, nseg, lens)
-        inp = _TAG_INPUT.get(tag)
-        if inp is None:
-            raise RemoteProtocolError(f"unknown frame tag {tag}", Reason.BAD_TAG)
-        if nseg != 1 and inp is not Input.MESSAGE:
-            raise RemoteProtocolError(f"control frame {inp.name} with {nseg} segments", Reason.BAD_FRAME)
-        off = start + PREAMBLE_SIZE
-        payload = bytes(self._rxmv[off:off + lens[0]])
-        self._step(inp, payload)
-        if self._irec >= self._nrec and self._scan_status:
-            what, reason = _SCAN_ERRORS[self._scan_status]
-            raise RemoteProtocolError(f"frame after offset {end}: {what}", reason)
-        return None
 
     def _frame_end(self, start: int, nseg: int, lens: tuple) -> int:
         size = PREAMBLE_SIZE + lens[0] + lens[1] + lens[2] + lens[3]
@@ -318,17 +309,12 @@ class RxMixin:
         self._donated = True
         return self._rxmv[off:off + n]
 
-    def _message(self, start: int, nseg: int, lens: tuple):
-        """READY + MESSAGE: the table's ``(READY, MESSAGE) -> message, READY`` inlined."""
-        if lens[0] != HEADER2_SIZE:
-            raise RemoteProtocolError(f"message header of {lens[0]} bytes", Reason.BAD_FRAME)
-        return self._decode(start, nseg, lens[1], lens[2], lens[3])
+    def _decode(self, s, start: int, nseg: int, l1: int, l2: int, l3: int):
+        """Decodes the MESSAGE frame at ``start`` against stream ``s``; None for an old
+        duplicate.
 
-    def _decode(self, start: int, nseg: int, l1: int, l2: int, l3: int):
-        """Decodes the MESSAGE frame at ``start``; None for an old duplicate.
-
-        Sets ``_rpos`` past the frame and applies the piggy-backed ack and the
-        seq rules of the session (``seq <= in_seq`` is dropped).
+        Moves the read position past the frame and applies the piggy-backed ack
+        and the seq rules of the session (``seq <= in_seq`` is dropped).
         """
         mv = self._rxmv
         off = start + PREAMBLE_SIZE
@@ -348,10 +334,9 @@ class RxMixin:
         else:
             data = b""
         self._rpos = (off + (13 if nseg > 1 else 0)) if self.rev1 else off + 17
-        s = self.session
         if s.sent and s.sent[0][0] <= ack_seq:
             s.acked(ack_seq)
-        if seq <= s.in_seq:          # Session.accept_seq, inlined (once per message)
+        if seq <= s.in_seq:          # MessageStream's receiving rule, inlined (once per message)
             return None
         s.in_seq = seq
         if not s.lossy:
@@ -367,9 +352,9 @@ class RxMixin:
         m.compat_version = compat
         m.data_off = data_off
         m.seq = seq
-        m.source = self.peer_name
+        m.source = self.source
         m.connection = self.owner
-        m.recv_stamp = self._last_active
+        m.recv_stamp = self.stamp
         m._throttle = None
         m._queued_at = 0.0
         return m

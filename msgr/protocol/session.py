@@ -1,9 +1,12 @@
-"""Steady-state session bookkeeping: sequence numbers, acks, the out queue.
+"""A session: its message stream (seqs, acks, the out queue) and its handshake identity.
 
 A :class:`Session` outlives the transports under it: a lossless connection
 keeps one across reconnects, a lossy one throws it away on the first fault.
-It is owned by the connection's reactor thread, except :class:`OutQueue`'s
-producer side, which the runtime feeds from any thread through its own lock.
+It is split along crimson's line: the :class:`MessageStream` (queues, seqs,
+acks, replay) belongs to the connection's I/O side; the
+:class:`SessionIdentity` (cookies, connect_seq, global_seq, what the peer said
+of itself) to the handshake and the lifecycle. Both are owned by the
+connection's reactor thread.
 
 Rules (``ProtocolV2::write_message``, ``handle_message``, ``requeue_sent``):
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["OutQueue", "Session"]
+__all__ = ["OutQueue", "MessageStream", "SessionIdentity", "Session"]
 
 
 REQUEUE_PRIORITY = 255   # CEPH_MSG_PRIO_HIGHEST: where requeue_sent puts unacked messages
@@ -132,12 +135,10 @@ class OutQueue:
         return out
 
 
-class Session:
-    """Per-session counters and queues (see the module docstring)."""
+class MessageStream:
+    """One session's ordered message stream (see the module docstring): the I/O side."""
 
-    __slots__ = ("out", "sent", "requeued", "out_seq", "in_seq", "ack_left", "lossy",
-                 "client_cookie", "server_cookie", "connect_seq", "global_seq",
-                 "peer_global_seq", "peer_gid", "features")
+    __slots__ = ("out", "sent", "requeued", "out_seq", "in_seq", "ack_left", "lossy")
 
     def __init__(self, lossy: bool) -> None:
         self.out = OutQueue()
@@ -147,13 +148,6 @@ class Session:
         self.in_seq = 0
         self.ack_left = 0
         self.lossy = lossy
-        self.client_cookie = 0
-        self.server_cookie = 0
-        self.connect_seq = 0
-        self.global_seq = 0
-        self.peer_global_seq = 0
-        self.peer_gid = -1
-        self.features = 0
 
     def acked(self, ack_seq: int) -> None:
         """The peer has everything up to ``ack_seq``: trim ``sent``."""
@@ -189,12 +183,62 @@ class Session:
         self.requeued = []
         self.out_seq = seq if dropped is None else self.out_seq + dropped
 
+    def make_lossy(self) -> None:
+        """From now on nothing is kept for replay (``mark_disposable``)."""
+        self.lossy = True
+        self.sent.clear()
+
+    def discard(self) -> int:
+        """The session ends: forgets what is queued or unacknowledged; returns how many."""
+        n = len(self.out.clear()) + len(self.sent)
+        self.sent.clear()
+        return n
+
     def reset(self) -> list:
-        """Forgets the session (``reset_session``); returns the dropped messages."""
+        """Forgets the stream (``reset_session``); returns the dropped messages."""
         dropped = [m for _, m in self.sent] + self.out.clear()
         self.sent.clear()
         self.requeued = []
         self.out_seq = self.in_seq = self.ack_left = 0
+        return dropped
+
+
+class SessionIdentity:
+    """Who the session is, for the handshake (reconnects and races): the lifecycle side."""
+
+    __slots__ = ("client_cookie", "server_cookie", "connect_seq", "global_seq",
+                 "peer_global_seq", "peer_gid", "features")
+
+    def __init__(self) -> None:
+        self.client_cookie = 0
+        self.server_cookie = 0
+        self.connect_seq = 0
+        self.global_seq = 0
+        self.peer_global_seq = 0
+        self.peer_gid = -1
+        self.features = 0
+
+    def reset(self) -> None:
+        """Forgets the session's identity (``reset_session``): the next ident starts anew."""
         self.client_cookie = self.server_cookie = self.connect_seq = 0
         self.peer_global_seq = 0
-        return dropped
+
+
+class Session:
+    """A session: its :class:`MessageStream` and its :class:`SessionIdentity`.
+
+    Attributes:
+        stream: queues, seqs and acks (the I/O side).
+        ident: cookies and sequence numbers of the handshake (the lifecycle side).
+    """
+
+    __slots__ = ("stream", "ident")
+
+    def __init__(self, lossy: bool) -> None:
+        self.stream = MessageStream(lossy)
+        self.ident = SessionIdentity()
+
+    def reset(self) -> list:
+        """Forgets the session (``reset_session``); returns the dropped messages."""
+        self.ident.reset()
+        return self.stream.reset()

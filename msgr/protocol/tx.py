@@ -1,6 +1,6 @@
-"""TxMixin: the send side of ProtocolMachine (queueing and framing).
+"""Framer: lays out a session's queued messages as MESSAGE frames.
 
-``send_message`` only queues; ``data_to_send`` frames what the session may
+The machine's ``data_to_send`` asks the framer for what the message stream may
 send now, highest priority first. Messages are laid out in one batch buffer
 (small segments copied in) and one native call (``fill_message_frames``) writes
 every preamble, CRC and epilogue; a message with a segment over ``COPY_LIMIT`` is
@@ -15,15 +15,11 @@ from operator import attrgetter
 from .. import _native
 from ..errors import MsgrError
 from ..message import FIELD_BITS, SEGMENTS, check_header_fields, segment_error
-from .frames import HEADER2, Tag, message_frame
-from .intercept import WRITE_BPS
-from .states import ConnState
+from .frames import HEADER2, message_frame
 
-__all__ = ["TxMixin", "COPY_LIMIT", "wire_error"]
+__all__ = ["Framer", "COPY_LIMIT", "wire_error"]
 _log = logging.getLogger(__name__)
 
-_READY = ConnState.READY
-_MESSAGE = Tag.MESSAGE.value
 _FRAME_FLAGS = 3   # CEPH_MSG_FOOTER_COMPLETE | CEPH_MSG_FOOTER_NOCRC, as Ceph sends
 COPY_LIMIT = 64 * 1024   # segments up to this size are copied into the batch buffer
 _ZERO13, _ZERO17 = bytes(13), bytes(17)
@@ -65,58 +61,19 @@ def _describe(msg) -> str:
         return f"<{type(msg).__name__} type={getattr(msg, 'type', '?')} tid={getattr(msg, 'tid', '?')}>"
 
 
-class TxMixin:
-    """See the module docstring; mixed into ProtocolMachine."""
+class Framer:
+    """MESSAGE framing for one transport (see the module docstring).
 
-    def send_message(self, msg) -> None:
-        """Queues ``msg``; it is framed by a later :meth:`data_to_send`."""
-        self.session.out.push(msg)
+    Attributes:
+        rev1: msgr2.1 framing (set once the banners are exchanged).
+    """
 
-    def send_keepalive(self, stamp: tuple) -> None:
-        """Queues a KEEPALIVE2 with ``stamp`` = (sec, nsec) wall-clock time."""
-        self._keepalive_stamp = stamp
+    def __init__(self) -> None:
+        self.rev1 = False
 
-    def has_pending_output(self) -> bool:
-        """True if :meth:`data_to_send` would return something now."""
-        return bool(self._out) or (self.state is _READY and (
-            self.session.out.count > 0 or self.session.ack_left > 0
-            or self._keepalive_stamp is not None))
-
-    def data_to_send(self, now: float = 0.0, budget: int = 1 << 20, send_hist=None) -> list:
-        """Frames what may be sent now, up to about ``budget`` bytes of messages.
-
-        ``send_hist`` (a :class:`~msgr.counters.Histogram` or None) observes, for each
-        message framed for the first time, ``now - msg._queued_at`` (send-queue latency).
-
-        Returns:
-            A list of bytes-like buffers, in order (possibly empty; always empty
-            while an interceptor halts the machine).
-
-        Raises:
-            TransportError: an interceptor FAULT at a write breakpoint.
-        """
-        if self.halted:
-            return []
-        if self.state is _READY:
-            if self._keepalive_stamp is not None:
-                sec, nsec = self._keepalive_stamp
-                self._keepalive_stamp = None
-                self._send(Tag.KEEPALIVE2, sec.to_bytes(4, "little") + nsec.to_bytes(4, "little"))
-            if self.session.out.count:
-                self._frame_messages(self._out, budget, now, send_hist)
-            s = self.session
-            if s.ack_left > 0 and not self.halted:
-                s.ack_left = 0
-                self._send(Tag.ACK, s.in_seq.to_bytes(8, "little"))
-        out = self._out
-        if not out or self.halted:
-            return []
-        self._out = []
-        self._last_active = now or self._last_active
-        return out
-
-    def _frame_messages(self, out: list, budget: int, now: float = 0.0, hist=None) -> None:
-        """Frames queued messages into batch buffers, each filled by one native call.
+    def frame(self, out: list, s, budget: int, now: float = 0.0, hist=None, hit=None) -> int:
+        """Frames messages queued on stream ``s`` into ``out``, up to about ``budget``
+        bytes, as batch buffers each filled by one native call.
 
         Small segments are copied into the batch buffer; a message with a
         segment over ``COPY_LIMIT`` is framed on its own with its large
@@ -125,15 +82,30 @@ class TxMixin:
         or whose ``len()`` is not its size) is dropped with an error logged,
         and the others are framed as if it had never been queued (see
         :meth:`_unframe`): each retry has dropped one message at least.
-        """
-        while not self._frame_once(out, budget, now, hist):
-            pass
 
-    def _frame_once(self, out: list, budget: int, now: float, hist) -> bool:
-        """:meth:`_frame_messages`' work; False when it dropped messages and must go on."""
-        s = self.session
+        Args:
+            hist: a :class:`~msgr.counters.Histogram` that observes, for each
+                message framed for the first time, ``now - msg._queued_at``.
+            hit: an interceptor's write breakpoint, called after each message:
+                False halts the framing there (the rest goes back to the queue).
+
+        Returns:
+            How many messages were dropped as unframeable.
+
+        Raises:
+            TransportError: ``hit`` faulted (an interceptor FAULT).
+        """
+        dropped = 0
+        while True:
+            n = self._frame_once(out, s, budget, now, hist, hit)
+            if n < 0:
+                return dropped
+            dropped += n
+
+    def _frame_once(self, out: list, s, budget: int, now: float, hist, hit) -> int:
+        """:meth:`frame`'s work: -1 when done, else how many it dropped (go on)."""
         rev1, lossy, sent, in_seq = self.rev1, s.lossy, s.sent, s.in_seq
-        pack, ic = HEADER2.pack, self._ic
+        pack = HEADER2.pack
         lead = (_LEAD_REV1 if rev1 else _LEAD_REV0).pack     # preamble placeholder + header2
         epi = _ZERO13 if rev1 else _ZERO17
         buf, lens = bytearray(), []
@@ -143,9 +115,9 @@ class TxMixin:
         queue = s.out
         # buf holds popped[0][first:] + popped[1:] (each (priority, batch)), for _unframe
         popped, first = [], 0
-        i, inside = 0, False
+        i, inside, halted = 0, False, False
         try:
-            while queue.count and len(buf) < budget and not self.halted:
+            while queue.count and len(buf) < budget and not halted:
                 batch = queue.pop_many(_POP_BATCH)
                 popped.append((queue.last_priority, batch))
                 i, inside = 0, True
@@ -182,93 +154,22 @@ class TxMixin:
                             buf += d
                         if lf or lm or ld or not rev1:
                             buf += epi
-                    if ic is not None:
+                    if hit is not None:
                         inside = False       # _hit_after requeues the rest itself
-                        if not self._hit_after(seq, batch, i):
+                        if not _hit_after(s, seq, batch, i, hit):
+                            halted = True
                             break
                         inside = True
                 inside = False
-                if len(buf) >= budget or self.halted:
+                if len(buf) >= budget:
                     break
             s.out_seq = seq
             self._flush_batch(out, buf, lens)
         except MsgrError:
             raise
         except Exception as e:                    # noqa: BLE001 - a message that cannot be framed
-            self._unframe(popped, first, i if inside else i + 1, inside, base_seq, e)
-            return False
-        return True
-
-    def _unframe(self, popped: list, first: int, end: int, inside: bool, base_seq: int,
-                 error: Exception) -> None:
-        """Undoes the batch buffer's frames after ``error``; drops what cannot be framed.
-
-        ``popped``: (priority, batch) pairs. The buffer held
-        ``popped[0][first:]``, ``popped[1:-1]`` and ``popped[-1][:end]``
-        (within one batch: ``popped[0][first:end]``). The rest of
-        ``popped[-1]`` was not reached; unless ``inside`` (the error came from
-        the framing loop), an interceptor halt had requeued it. All of it goes
-        back to the front of the queue it came from, in order, its send-queue
-        stamps cleared (observed already), except the messages
-        :func:`wire_error` rejects: those are dropped, logged and counted in
-        ``invalid_dropped``.
-
-        Raises:
-            ``error`` again if no message is at fault.
-        """
-        s = self.session
-        if not popped:
-            raise error
-        last = popped[-1][1]
-        groups = [(prio, b[:]) for prio, b in popped]
-        if not inside:
-            groups[-1] = (groups[-1][0], groups[-1][1][:end])
-        groups[0] = (groups[0][0], groups[0][1][first:])
-        framed = sum(len(g) for _, g in groups) - (len(last) - end if inside else 0)
-        failed = last[end] if inside and end < len(last) else None
-        if not s.lossy:        # the framed ones, and the failed one if it got that far
-            k = framed + (1 if failed is not None and s.sent and s.sent[-1][1] is failed else 0)
-            for _ in range(k):
-                s.sent.pop()
-        s.out_seq = base_seq
-        dropped = 0
-        for prio, g in reversed(groups):
-            keep = []
-            for m in g:
-                why = wire_error(m)
-                if why is None:
-                    m._queued_at = 0.0
-                    keep.append(m)
-                else:
-                    dropped += 1
-                    _log.error("dropping a message that cannot be framed (%s): %s", why, _describe(m))
-            if keep:
-                s.out.push_front(keep, prio)
-        if not dropped:
-            raise error
-        self.invalid_dropped += dropped
-
-    def _hit_after(self, seq: int, batch: list, i: int) -> bool:
-        """Interceptor breakpoint after framing ``batch[i]``; False when halted.
-
-        Messages of ``batch`` not framed yet go back to the front of their
-        queue if the breakpoint halts or faults the machine, their send-queue
-        stamps cleared: the whole batch was observed when it was popped.
-        """
-        s = self.session
-        s.out_seq = seq
-        rest = batch[i + 1:]
-        for m in rest:
-            m._queued_at = 0.0
-        try:
-            self._hit(WRITE_BPS[_MESSAGE])
-        except BaseException:
-            if rest:
-                s.out.push_front(rest, s.out.last_priority)
-            raise
-        if self.halted and rest:
-            s.out.push_front(rest, s.out.last_priority)
-        return not self.halted
+            return _unframe(s, popped, first, i if inside else i + 1, inside, base_seq, e)
+        return -1
 
     def _flush_batch(self, out: list, buf: bytearray, lens: list):
         """Fills the frames laid out in ``buf`` (``lens``: 3 per frame) and queues it."""
@@ -276,3 +177,76 @@ class TxMixin:
             _native.fill_message_frames(buf, lens, len(lens) // 3, self.rev1)
             out.append(buf)
         return bytearray(), []
+
+
+def _unframe(s, popped: list, first: int, end: int, inside: bool, base_seq: int,
+             error: Exception) -> int:
+    """Undoes the batch buffer's frames after ``error``; drops what cannot be framed.
+
+    ``popped``: (priority, batch) pairs. The buffer held
+    ``popped[0][first:]``, ``popped[1:-1]`` and ``popped[-1][:end]``
+    (within one batch: ``popped[0][first:end]``). The rest of
+    ``popped[-1]`` was not reached; unless ``inside`` (the error came from
+    the framing loop), an interceptor halt had requeued it. All of it goes
+    back to the front of the queue it came from, in order, its send-queue
+    stamps cleared (observed already), except the messages
+    :func:`wire_error` rejects: those are dropped and logged.
+
+    Returns:
+        How many were dropped.
+
+    Raises:
+        ``error`` again if no message is at fault.
+    """
+    if not popped:
+        raise error
+    last = popped[-1][1]
+    groups = [(prio, b[:]) for prio, b in popped]
+    if not inside:
+        groups[-1] = (groups[-1][0], groups[-1][1][:end])
+    groups[0] = (groups[0][0], groups[0][1][first:])
+    framed = sum(len(g) for _, g in groups) - (len(last) - end if inside else 0)
+    failed = last[end] if inside and end < len(last) else None
+    if not s.lossy:        # the framed ones, and the failed one if it got that far
+        k = framed + (1 if failed is not None and s.sent and s.sent[-1][1] is failed else 0)
+        for _ in range(k):
+            s.sent.pop()
+    s.out_seq = base_seq
+    dropped = 0
+    for prio, g in reversed(groups):
+        keep = []
+        for m in g:
+            why = wire_error(m)
+            if why is None:
+                m._queued_at = 0.0
+                keep.append(m)
+            else:
+                dropped += 1
+                _log.error("dropping a message that cannot be framed (%s): %s", why, _describe(m))
+        if keep:
+            s.out.push_front(keep, prio)
+    if not dropped:
+        raise error
+    return dropped
+
+
+def _hit_after(s, seq: int, batch: list, i: int, hit) -> bool:
+    """The write breakpoint after framing ``batch[i]``; False when it halts.
+
+    Messages of ``batch`` not framed yet go back to the front of their queue if
+    the breakpoint halts or faults the machine, their send-queue stamps cleared:
+    the whole batch was observed when it was popped.
+    """
+    s.out_seq = seq
+    rest = batch[i + 1:]
+    for m in rest:
+        m._queued_at = 0.0
+    try:
+        go_on = hit()
+    except BaseException:
+        if rest:
+            s.out.push_front(rest, s.out.last_priority)
+        raise
+    if not go_on and rest:
+        s.out.push_front(rest, s.out.last_priority)
+    return go_on

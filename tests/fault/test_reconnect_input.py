@@ -38,7 +38,8 @@ def raw_session(addr: EntityAddr, session: Session, my_addr: EntityAddr | None =
 
 def unknown_session(cookie: int) -> Session:
     s = Session(lossy=False)
-    s.client_cookie, s.server_cookie, s.connect_seq, s.in_seq = cookie, 0xDEAD, 3, 7
+    s.ident.client_cookie, s.ident.server_cookie, s.ident.connect_seq = cookie, 0xDEAD, 3
+    s.stream.in_seq = 7
     return s
 
 
@@ -49,7 +50,7 @@ def test_reconnect_for_unknown_session_gets_full_reset(messengers):
     for cookie in (12345, 0):                  # a cookie of 0 is just another unknown session
         events, m = raw_session(s.bound, unknown_session(cookie))
         assert any(isinstance(e, RemoteReset) for e in events)
-        assert any(isinstance(e, Established) for e in events) and m.session.server_cookie
+        assert any(isinstance(e, Established) for e in events) and m.session.ident.server_cookie
     assert ic.total(tag_bp(Tag.SESSION_RESET, "write")) == 2
 
 

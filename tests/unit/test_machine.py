@@ -54,8 +54,8 @@ def test_server_lossy_flag_wins():
     p.start()
     p.pump()
     assert established(p.client_events)[0].lossy
-    assert p.client.session.client_cookie != 0     # it asked for a lossless session
-    assert p.client.session.server_cookie == 0
+    assert p.client.session.ident.client_cookie != 0     # it asked for a lossless session
+    assert p.client.session.ident.server_cookie == 0
 
 
 def test_lossless_session_gets_cookies_and_acks():
@@ -63,9 +63,9 @@ def test_lossless_session_gets_cookies_and_acks():
     p.start()
     p.client.send_message(Message(1, front=b"x"))
     p.pump()
-    assert p.client.session.server_cookie != 0
-    assert not p.client.session.sent      # the server's ACK frame trimmed it
-    assert p.server.session.in_seq == 1
+    assert p.client.session.ident.server_cookie != 0
+    assert not p.client.session.stream.sent      # the server's ACK frame trimmed it
+    assert p.server.session.stream.in_seq == 1
 
 
 def _three_queued_at_one_second(**client_kw):
@@ -77,8 +77,8 @@ def _three_queued_at_one_second(**client_kw):
     msgs = [Message(1, tid=i) for i in range(3)]
     for m in msgs:
         m._queued_at = 1.0
-    p.client.session.out.push_all(msgs)
-    return p, p.client.session, Histogram()
+    p.client.session.stream.out.push_all(msgs)
+    return p, p.client.session.stream, Histogram()
 
 
 def test_send_queue_latency_observes_each_message_once_not_its_replay():
@@ -291,7 +291,7 @@ def test_large_messages_leave_no_large_buffer_behind():
         p.client.send_message(Message(8, front=bytes(2000), tid=i))
         p.pump()
     assert len(messages(p.server_events)) == 300
-    assert len(p.server._rx) <= p.server.p.recv_buffer_bytes
+    assert p.server.rx.buffer_size <= p.server.p.recv_buffer_bytes
     assert pool.held() <= pool.max_buffers
 
 

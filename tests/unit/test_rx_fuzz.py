@@ -82,7 +82,7 @@ def check_clean(machine, events: list) -> list:
         event(f"fault: {getattr(events[i].error, 'reason', type(events[i].error).__name__)}")
         assert machine.state is ConnState.CLOSED
         assert all(not isinstance(e, Message) for e in events[i + 1:])
-    assert len(machine._rx) <= RX_BOUND
+    assert machine.rx.buffer_size <= RX_BOUND
     if faults:
         machine.receive_data(b"\x00" * 64)
         assert machine.next_events() == []

@@ -32,9 +32,9 @@ def test_an_ack_on_one_session_does_not_trim_the_others_copy():
     frame(p2.client)                              # p2 sends it as seq 1
     p1.server.send_message(Message(2))            # its header acks p1's seq 5
     p1.pump()
-    assert [(seq, m.tid) for seq, m in p1.client.session.sent] == [(6, 99)]   # not acked yet
-    p1.client.session.requeue_sent()              # a fault: the replay must bring it
-    assert p1.client.session.out.count == 1
+    assert [(seq, m.tid) for seq, m in p1.client.session.stream.sent] == [(6, 99)]   # not acked yet
+    p1.client.session.stream.requeue_sent()              # a fault: the replay must bring it
+    assert p1.client.session.stream.out.count == 1
 
 
 def test_a_replay_after_reconnect_drops_only_what_the_peer_has():
@@ -47,7 +47,7 @@ def test_a_replay_after_reconnect_drops_only_what_the_peer_has():
     frame(p1.client)                              # seqs 1..3, then 4 for shared, on p1
     p2.client.send_message(shared)
     frame(p2.client)                              # seq 1 on p2
-    s = p1.client.session
+    s = p1.client.session.stream
     s.requeue_sent()
     s.discard_requeued_up_to(3)                   # the peer had seqs 1..3
     assert [m.tid for m in s.out.pop_many(10)] == [7] and s.out_seq == 3

@@ -48,8 +48,17 @@ def test_every_pair_lands_valid_or_faults(state, inp, payload, connecting):
 
 
 def test_table_names_only_real_actions():
-    for (state, inp), edge in TRANSITIONS.items():
-        assert hasattr(ProtocolMachine, "_a_" + edge.action), (state, inp, edge)
+    """Each edge's action is found exactly once for the machine's role: on its
+    handshake, or on the machine (steady state and local inputs), never both."""
+    for connecting in (True, False):
+        m = ProtocolMachine(make_params(connecting), connecting=connecting)
+        others = ACCEPTING_STATES if connecting else CONNECTING_STATES
+        for (state, inp), edge in TRANSITIONS.items():
+            if state in others:
+                continue
+            on_hs = callable(getattr(m.hs, edge.action, None))
+            on_machine = hasattr(m, "_a_" + edge.action)
+            assert on_hs != on_machine, (connecting, state, inp, edge)
 
 
 def test_every_live_state_handles_fault_and_close():

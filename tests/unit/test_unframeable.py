@@ -94,9 +94,9 @@ def test_unframeable_messages_are_dropped_and_the_rest_arrive_in_order(lossless)
     assert got[2].data == bytes(COPY_LIMIT + 1) and got[3].data == b"d" * 10
     assert p.client.invalid_dropped == 3
     assert not [e for e in p.client_events + p.server_events if isinstance(e, Faulted)]
-    assert p.client.session.out_seq == 4 and p.client.session.out.count == 0
+    assert p.client.session.stream.out_seq == 4 and p.client.session.stream.out.count == 0
     if lossless:
-        assert not p.client.session.sent          # the 4 framed ones were acked, nothing else
+        assert not p.client.session.stream.sent          # the 4 framed ones were acked, nothing else
     p.client.send_message(Message(1, tid=5))    # the session goes on
     p.pump()
     assert [e.tid for e in p.server_events if isinstance(e, Message)][-1] == 5
@@ -145,7 +145,7 @@ def test_requeued_messages_go_back_to_the_queue_they_came_from():
     bad = Message(1, tid=99)
     bad.type = -1
     a, c = Message(1, priority=127, tid=1), Message(1, priority=196, tid=2)
-    p.client.session.out.push_front([a, c, bad], 255)
+    p.client.session.stream.out.push_front([a, c, bad], 255)
     p.client.send_message(Message(1, priority=196, tid=3))
     p.pump()
     assert [e.tid for e in p.server_events if isinstance(e, Message)] == [1, 2, 3]
