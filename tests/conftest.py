@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import os
-import queue
 import threading
-import time
 
 import pytest
 
@@ -13,8 +11,9 @@ import pytest
 os.environ.setdefault("MSGR_DEBUG", "1")
 
 import msgr  # noqa: E402
-from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy  # noqa: E402
+from msgr import Config, EntityName, EntityType, Messenger, Policy  # noqa: E402
 from msgr.reactor import entry  # noqa: E402
+from tests.helpers import Recorder, wait_for  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -23,63 +22,6 @@ def check_threads():
     before = len(entry.violations)
     yield
     assert entry.violations[before:] == [], "reactor entry points called off their thread"
-
-
-def wait_for(pred, timeout: float = 10.0, interval: float = 0.005) -> bool:
-    """Polls ``pred()`` until true or ``timeout``; returns its last value."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(interval)
-    return bool(pred())
-
-
-class Recorder(Dispatcher):
-    """Records every callback; messages go to a queue and a list."""
-
-    def __init__(self, reply: bool = False) -> None:
-        self.q: queue.Queue = queue.Queue()
-        self.msgs: list = []
-        self.events: list = []
-        self.reply = reply
-        self.lock = threading.Lock()
-
-    def ms_dispatch(self, msg):
-        with self.lock:
-            self.msgs.append(msg)
-        if self.reply:
-            msg.connection.send_message(Message(msg.type, front=msg.front, tid=msg.tid))
-        self.q.put(msg)
-        return True
-
-    def _ev(self, name, conn):
-        with self.lock:
-            self.events.append((name, conn))
-
-    def ms_handle_connect(self, conn):
-        self._ev("connect", conn)
-
-    def ms_handle_accept(self, conn):
-        self._ev("accept", conn)
-
-    def ms_handle_reset(self, conn):
-        self._ev("reset", conn)
-        return True
-
-    def ms_handle_remote_reset(self, conn):
-        self._ev("remote_reset", conn)
-
-    def ms_handle_refused(self, conn):
-        self._ev("refused", conn)
-        return True
-
-    def count(self, name, conn=None) -> int:
-        with self.lock:
-            return sum(1 for n, c in self.events if n == name and (conn is None or c is conn))
-
-    def get(self, timeout: float = 10.0) -> Message:
-        return self.q.get(timeout=timeout)
 
 
 def _fds() -> set:
@@ -140,4 +82,4 @@ def server_client(messengers):
     return make
 
 
-__all__ = ["wait_for", "Recorder", "msgr", "EntityType"]
+__all__ = ["msgr", "EntityType"]

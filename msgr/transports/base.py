@@ -2,8 +2,9 @@
 
 A transport is a non-blocking byte stream the reactor polls by ``fileno()``;
 it never owns a selector. Every OS error raised by a transport method is
-turned into a msgr error by :func:`translate_os_errors`, the one boundary:
-above it there is no ``OSError`` and no raw errno.
+turned into a msgr error here, at the one boundary, by one mapping
+(:func:`transport_error`, also behind :func:`translate_os_errors`): above it
+there is no ``OSError`` and no raw errno.
 """
 from __future__ import annotations
 
@@ -16,19 +17,30 @@ from ..entity import EntityAddr
 from ..errors import ConfigError, ConnectionRefused, TransportError
 
 __all__ = ["Transport", "Listener", "TransportFactory", "create_transport", "register_transport",
-           "translate_os_errors", "consume"]
+           "translate_os_errors", "transport_error", "consume"]
 
 _REFUSED = {_errno.ECONNREFUSED}
 
 
+def transport_error(what: str, e: OSError) -> TransportError:
+    """The msgr error for OS error ``e`` during ``what``: the one mapping.
+
+    ECONNREFUSED becomes :class:`ConnectionRefused`; every other errno a
+    :class:`TransportError` keeping it. Hot paths that cannot afford a context
+    manager (a transport's ``recv_into``/``send``) call this in their own
+    ``except OSError``; everything else uses :func:`translate_os_errors`.
+    """
+    cls = ConnectionRefused if e.errno in _REFUSED else TransportError
+    return cls(f"{what}: {e.strerror or e}", e.errno)
+
+
 @contextmanager
 def translate_os_errors(what: str) -> Iterator[None]:
-    """Turns ``OSError`` into :class:`TransportError` (refused: ConnectionRefused)."""
+    """Turns ``OSError`` raised inside into :func:`transport_error`'s msgr error."""
     try:
         yield
     except OSError as e:
-        cls = ConnectionRefused if e.errno in _REFUSED else TransportError
-        raise cls(f"{what}: {e.strerror or e}", e.errno) from None
+        raise transport_error(what, e) from None
 
 
 def consume(buffers: list, n: int) -> None:

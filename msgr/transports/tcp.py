@@ -12,7 +12,8 @@ import socket
 
 from ..entity import EntityAddr
 from ..errors import TransportError
-from .base import Listener, Transport, TransportFactory, register_transport, translate_os_errors
+from .base import (Listener, Transport, TransportFactory, register_transport, translate_os_errors,
+                   transport_error)
 
 __all__ = ["TcpTransport", "TcpListener", "TcpFactory"]
 
@@ -56,7 +57,7 @@ class TcpTransport(Transport):
         except InterruptedError:
             return None
         except OSError as e:
-            raise TransportError(f"recv from {self._peer}: {e.strerror or e}", e.errno) from None
+            raise transport_error(f"recv from {self._peer}", e) from None
         if n == 0:
             raise TransportError(f"connection closed by {self._peer}")
         return n
@@ -69,7 +70,7 @@ class TcpTransport(Transport):
         except (BlockingIOError, InterruptedError):
             return 0
         except OSError as e:
-            raise TransportError(f"send to {self._peer}: {e.strerror or e}", e.errno) from None
+            raise transport_error(f"send to {self._peer}", e) from None
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -104,7 +105,7 @@ class TcpListener(Listener):
         except OSError as e:
             if e.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                 return None
-            raise TransportError(f"accept on {self._addr}: {e.strerror or e}", e.errno) from None
+            raise transport_error(f"accept on {self._addr}", e) from None
         with translate_os_errors("accepted socket setup"):
             _tune(sock, self._nodelay, self._rcvbuf)
         return TcpTransport(sock, _entity_addr(peer))

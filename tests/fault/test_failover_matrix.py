@@ -17,7 +17,7 @@ from msgr import EntityType, Message, Policy
 from msgr.protocol.frames import Tag
 from msgr.testing.interceptor import (BANNER_READ, BANNER_WRITE, SOCKET_ACCEPTED,
                                       SOCKET_CONNECTING, Action, Interceptor, tag_bp)
-from tests.conftest import Recorder, wait_for
+from tests.helpers import Recorder, wait_for
 
 FAST = dict(ms_initial_backoff=0.005, ms_max_backoff=0.05)
 R, W = "read", "write"

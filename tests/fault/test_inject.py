@@ -9,7 +9,7 @@ import random
 import pytest
 
 from msgr import EntityType, Message, Policy
-from tests.conftest import Recorder, wait_for
+from tests.helpers import Recorder, wait_for
 
 N = 600
 

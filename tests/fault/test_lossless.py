@@ -11,7 +11,7 @@ import pytest
 from msgr import EntityType, Message, Policy
 from msgr.protocol.frames import Tag
 from msgr.testing.interceptor import Interceptor, tag_bp
-from tests.conftest import Recorder, wait_for
+from tests.helpers import Recorder, wait_for
 
 FAST = dict(ms_initial_backoff=0.01, ms_max_backoff=0.2)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from msgr import EntityAddr, EntityType, Message, Policy
-from tests.conftest import Recorder, wait_for
+from tests.helpers import Recorder, wait_for
 
 PEER = Path(__file__).with_name("echo_peer.py")
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from msgr.protocol.machine import ProtocolMachine
 from msgr.protocol.session import Session
 from msgr.testing.interceptor import Interceptor, tag_bp
 from msgr.testing.pair import make_params
-from tests.conftest import Recorder, wait_for
+from tests.helpers import Recorder, wait_for
 
 
 def raw_session(addr: EntityAddr, session: Session, my_addr: EntityAddr | None = None):

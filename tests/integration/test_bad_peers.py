@@ -13,7 +13,7 @@ from msgr.protocol.events import NEED_DATA, Established
 from msgr.protocol.frames import Tag, control_frame
 from msgr.protocol.machine import ProtocolMachine
 from msgr.testing.pair import make_params
-from tests.conftest import Recorder, wait_for
+from tests.helpers import Recorder, wait_for
 
 
 def raw_connect(addr: EntityAddr) -> socket.socket:

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from msgr import Dispatcher, EntityType, Message, Policy
-from tests.conftest import Recorder, wait_for
+from tests.helpers import Recorder, wait_for
 
 
 class Fast(Recorder):

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from msgr import EntityType, LocalProtocolError, Message, Policy
-from tests.conftest import Recorder, wait_for
+from tests.helpers import Recorder, wait_for
 
 
 def test_round_trip(server_client):

@@ -8,50 +8,24 @@ they fail.
 from __future__ import annotations
 
 import importlib.util
-import inspect
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import msgr.io_handler
-import msgr.dispatch.pool
 from msgr import ConfigError, EntityType, Message, Policy, TransportError, metrics
 from msgr.counters import LATENCY_BOUNDS
 from msgr.metrics import METRICS
-from tests.conftest import Recorder, wait_for
-from tests.unit.test_metrics_table import (dashboard_exprs, metric_names_in, record_names,
-                                           rule_exprs)
+from tests.helpers import (ASSETS, ROOT, Recorder, dashboard_exprs, metric_names_in, need,
+                           record_names, rule_exprs, wait_for)
 
-ROOT = Path(__file__).resolve().parents[2]
-ASSETS = ROOT / "metrics"
 N = 2000
 HISTOGRAMS = ("msgr_dispatch_latency_seconds", "msgr_send_queue_latency_seconds")
-
-
-def need(tool: str) -> str:
-    """The tool's path; skip when missing, but fail under CI=true (CI installs it)."""
-    path = shutil.which(tool)
-    if path is None:
-        msg = f"{tool} not installed (Debian package 'prometheus'; .ci/run installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
-def hooks_wired() -> bool:
-    """True once the lead has wired the histogram hooks into the hot path (issue 5)."""
-    return ("dispatch_latency" in inspect.getsource(msgr.dispatch.pool)
-            and "send_queue_latency" in inspect.getsource(msgr.io_handler))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from msgr import EntityAddr, EntityType, Message, Policy
-from tests.conftest import Recorder
+from tests.helpers import Recorder
 
 PEER = Path(__file__).with_name("slow_peer.py")
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,9 +23,7 @@ from pathlib import Path
 import pytest
 
 from msgr import EntityType, Message, Policy, metrics
-from tests.conftest import Recorder
-from tests.integration.test_metrics import need
-from tests.unit.test_metrics_table import dashboard_exprs, record_names
+from tests.helpers import Recorder, dashboard_exprs, need, record_names
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "metrics" / "rules.yml"

@@ -41,7 +41,7 @@ from msgr import Config, EntityName, EntityType, Message, Messenger, Policy
 from msgr import ceph_messages as cm
 from msgr.protocol.frames import Tag
 from msgr.testing.interceptor import Action, Interceptor, tag_bp
-from tests.conftest import Recorder, wait_for
+from tests.helpers import Recorder, wait_for
 
 pytestmark = pytest.mark.interop
 

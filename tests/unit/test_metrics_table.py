@@ -25,6 +25,7 @@ from msgr.counters import (COUNTER_NAMES, HISTOGRAM_NAMES, LATENCY_BOUNDS, Count
 from msgr.linkstate import LinkState
 from msgr.log import ConnAdapter, conn_debug, conn_log, conn_state
 from msgr.metrics import METRICS
+from tests.helpers import dashboard_exprs, metric_names_in, record_names, rule_exprs
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "metrics"
@@ -297,46 +298,6 @@ def test_every_family_is_described_and_typed(fakes):
 
 
 # ---------------------------------------------------------------- metrics/ assets: names
-def rule_exprs(text: str) -> list:
-    """Every ``expr:`` of a rules file (plain or folded ``>`` blocks), without a YAML library."""
-    out, lines = [], text.splitlines()
-    for i, line in enumerate(lines):
-        m = re.match(r"^(\s*)(?:- )?expr:\s*(.*)$", line)
-        if not m:
-            continue
-        if m.group(2) not in (">", "|", ">-", "|-"):
-            out.append(m.group(2).strip().strip("'\""))
-            continue
-        indent, body = len(m.group(1)), []
-        for nxt in lines[i + 1:]:
-            if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
-                break
-            body.append(nxt.strip())
-        out.append(" ".join(body).strip())
-    return out
-
-
-def record_names(text: str) -> set:
-    return set(re.findall(r"^\s*- record:\s*(\S+)\s*$", text, re.M))
-
-
-def dashboard_exprs() -> list:
-    dash = json.loads((ASSETS / "grafana-dashboard.json").read_text(encoding="utf-8"))
-    out = []
-    for p in dash["panels"]:
-        out += [t["expr"] for t in p.get("targets", ())]
-        for sub in p.get("panels", ()):
-            out += [t["expr"] for t in sub.get("targets", ())]
-    out += [v["query"]["query"] for v in dash["templating"]["list"] if v["type"] == "query"]
-    return out
-
-
-def metric_names_in(expr: str) -> set:
-    """Series names an expression selects: msgr_* (exported) and msgr:* (recorded)."""
-    expr = re.sub(r'"[^"]*"', '""', expr)              # not inside label values
-    return set(re.findall(r"\bmsgr[_:][a-zA-Z0-9_:]*", expr))
-
-
 def table_sample_names() -> set:
     out = set()
     for d in METRICS:
