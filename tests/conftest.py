@@ -13,7 +13,7 @@ os.environ.setdefault("MSGR_DEBUG", "1")
 import msgr  # noqa: E402
 from msgr import Config, EntityName, EntityType, Messenger, Policy  # noqa: E402
 from msgr.reactor import entry  # noqa: E402
-from tests.helpers import Recorder, wait_for  # noqa: E402
+from tests.helpers import Recorder, need_cffi, wait_for  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +22,13 @@ def check_threads():
     before = len(entry.violations)
     yield
     assert entry.violations[before:] == [], "reactor entry points called off their thread"
+
+
+@pytest.fixture(params=["python", "cffi"])
+def nat(request):
+    """A backend of msgr._native: the pure twin, then the cffi module."""
+    from msgr._native import pure
+    return pure if request.param == "python" else need_cffi()
 
 
 def _fds() -> set:

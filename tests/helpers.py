@@ -14,8 +14,8 @@ import pytest
 
 from msgr import Dispatcher, Message
 
-__all__ = ["ROOT", "ASSETS", "wait_for", "Recorder", "need", "rule_exprs", "record_names",
-           "dashboard_exprs", "metric_names_in"]
+__all__ = ["ROOT", "ASSETS", "wait_for", "Recorder", "need", "need_cffi", "rule_exprs",
+           "record_names", "dashboard_exprs", "metric_names_in"]
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "metrics"
@@ -128,3 +128,14 @@ def metric_names_in(expr: str) -> set:
     """Series names an expression selects: msgr_* (exported) and msgr:* (recorded)."""
     expr = re.sub(r'"[^"]*"', '""', expr)              # not inside label values
     return set(re.findall(r"\bmsgr[_:][a-zA-Z0-9_:]*", expr))
+
+
+def need_cffi():
+    """The cffi backend of msgr._native; skips (fails when CI=true) if it is not built."""
+    try:
+        from msgr._native import cffi_backend
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("cffi extension missing: run python cffi_build/build_native.py")
+        pytest.skip("cffi extension not built")
+    return cffi_backend

@@ -65,6 +65,21 @@ def test_only_the_io_side_and_the_messenger_reach_transports():
         "msgr/transports/tcp.py", "msgr/transports/inject.py", "msgr/transports/__init__.py"}
 
 
+def test_unit_tests_use_no_sockets_threads_or_sleeps():
+    """STYLE rule 17: unit tests pump bytes and move a mock clock; they open no
+    socket, start no thread and never sleep (those tests go to integration/)."""
+    bad = []
+    for p in sorted((PKG.parent / "tests" / "unit").glob("*.py")):
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        names = imports(p)
+        if names & {"socket", "threading", "selectors"}:
+            bad.append((p.name, sorted(names & {"socket", "threading", "selectors"})))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "sleep":
+                bad.append((p.name, "sleep"))
+    assert bad == []
+
+
 def _classes() -> list:
     out = []
     for p in MODULES:

@@ -172,13 +172,12 @@ def test_switch():
 
 # ---------------------------------------------------------------- the collector (fake messengers)
 class FakeMessenger:
-    """Shaped like a started Messenger: name, _workers, _dispatch, _all_conns, perf_dump()."""
+    """Shaped like a started Messenger for the collector: name, _workers, perf_dump(),
+    _counter_owners() and _connections()."""
 
     def __init__(self, name: str, nworkers: int = 2, ndispatch: int = 1) -> None:
-        import threading
         self.name = name
         self._started, self._stopped = True, False
-        self._lock = threading.Lock()
         self._workers = [SimpleNamespace(reactor=SimpleNamespace(name=f"msgr-io-{name}-{i}"),
                                          counters=Counters()) for i in range(nworkers)]
         self._dispatch = SimpleNamespace(
