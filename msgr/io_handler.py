@@ -176,16 +176,23 @@ class IOHandler:
         return h
 
     def drop(self, flush_delay: bool = True):
-        """The transport goes, with parked events and unwritten buffers (a fault, an
-        adoption); ``flush_delay`` delivers held messages now. Returns its machine."""
+        """The transport goes, with its unwritten buffers (a fault, an adoption); returns
+        its machine. ``flush_delay`` delivers held messages now.
+
+        Messages parked behind a full throttle stay: they were decoded and count in
+        the session's ``in_seq``, so the peer will not send them again. They are
+        delivered as soon as the throttle has room, before anything a next
+        transport brings (:meth:`process`, :meth:`resume_read`).
+        """
         self._drop_transport()
+        self.intake.backlog = self.intake.take_parked() or None
         if flush_delay:
             self.intake.flush_delayed()
         m, self.machine = self.machine, None
         return m
 
     def shut(self) -> None:
-        """The connection closes: transport, timer, machine and held messages go."""
+        """The connection closes: transport, timer, machine, parked and held messages go."""
         self._drop_transport()
         if self.machine is not None:
             self.machine.close()
@@ -199,7 +206,6 @@ class IOHandler:
             self.transport = None
         self._cancel_deadline()
         self.out.clear()
-        self.intake.backlog = None
 
     def ready(self, ev: Established) -> None:
         """The session is READY: the intake learns the peer's type; the idle timer runs."""
@@ -263,10 +269,16 @@ class IOHandler:
     # ---------------------------------------------------------------- events
     def process(self) -> bool:
         """Drains machine events into the intake; False when reading must stop
-        (a full throttle, a fault, a hand-off)."""
+        (a full throttle, a fault, a hand-off).
+
+        Parked events go first while the machine is READY. A machine that is not
+        (a fault to report, a handshake on a new transport) is not held up by
+        messages an earlier transport left parked: they go ahead of the batch
+        that makes it READY, so nothing overtakes them.
+        """
         m, intake = self.machine, self.intake
         while m is self.machine and m is not None:
-            if intake.backlog:
+            if intake.backlog and m.is_ready:
                 evs, intake.backlog = intake.backlog, None
                 nbytes = -1
             else:
@@ -274,8 +286,10 @@ class IOHandler:
                 if not evs:
                     return True
                 nbytes = m.last_batch_bytes
+                if intake.backlog and m.is_ready:       # this batch made a new transport READY
+                    evs, intake.backlog, nbytes = intake.backlog + evs, None, -1
             if not intake.handle(evs, nbytes):
-                if intake.backlog is not None:      # parked: read no more until it drains
+                if intake.backlog is not None and m.is_ready:   # read no more until it drains
                     self._set_mask(self.mask & ~EVENT_READ)
                 return False
         return False
@@ -290,7 +304,12 @@ class IOHandler:
     @guarded
     def resume_read(self) -> None:
         """A throttle has room again: deliver the parked events and read on."""
-        if self.life.state is _CLOSED or self.machine is None or not self.intake.backlog:
+        intake, m = self.intake, self.machine
+        if self.life.state is _CLOSED or not intake.backlog:
+            return
+        if m is None or not m.is_ready:     # left by an earlier transport: deliver them now
+            evs, intake.backlog = intake.backlog, None
+            intake.handle(evs)
             return
         if self.process() and self.machine is not None:
             self._set_mask(self.mask | EVENT_READ)
@@ -362,7 +381,7 @@ class IOHandler:
                 self.process()
             return
         want = EVENT_READ | EVENT_WRITE if out else EVENT_READ
-        if self.intake.backlog:
+        if self.intake.backlog and m.is_ready:
             want &= ~EVENT_READ
         self._set_mask(want)
 

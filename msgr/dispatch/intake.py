@@ -172,8 +172,12 @@ class Intake:
             self.delay.flush()
 
     def discard(self) -> None:
-        """The connection closes: the parked backlog goes; held messages give their
-        throttle shares back."""
+        """The connection closes: parked messages go (counted in ``messages_dropped``,
+        as delivery counts what a closed connection never dispatches); held ones give
+        their throttle shares back."""
+        parked = self.take_parked()
         self.backlog = None
+        if parked:
+            self._delivery.count_dropped(len(parked))
         if self.delay is not None:
             self.delay.discard(release)

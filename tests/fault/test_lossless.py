@@ -193,3 +193,53 @@ def test_reconnect_while_throttled_keeps_the_parked_messages(messengers):
     assert wait_for(lambda: len(sd.msgs) >= 40, 20), [m.tid for m in sd.msgs]
     assert [m.tid for m in sd.msgs] == list(range(40))
     assert sd.count("reset") == 0 and cd.count("reset") == 0
+
+
+@pytest.mark.parametrize("after", ["redial", "standby"])
+def test_a_fault_while_throttled_keeps_the_parked_messages(messengers, after):
+    """The client's dispatch is stuck, so its throttle is full and the messages it
+    decoded after that wait, parked (and were acknowledged: they count in in_seq,
+    so the server will not resend them). Its socket then breaks. Whether it
+    redials at once (lossless_client) or waits in STANDBY (lossless_peer with
+    nothing to send), the fault is handled at once, and the parked messages are
+    still dispatched, once and in order, as soon as the throttle has room."""
+    import socket
+    gate = threading.Event()
+
+    class Stuck(Recorder):
+        def ms_dispatch(self, msg):
+            gate.wait(20)
+            return super().ms_dispatch(msg)
+
+    class Burst(Recorder):
+        def ms_dispatch(self, msg):
+            if msg.tid == 100:
+                for i in range(40):
+                    msg.connection.send_message(Message(2, data=bytes(4096), tid=i))
+            return super().ms_dispatch(msg)
+
+    sd, cd = Burst(), Stuck()
+    policy = Policy.lossless_client() if after == "redial" else Policy.lossless_peer()
+    s = messengers("osd.0", policy=Policy.stateful_server(), bind=True, dispatcher=sd, **FAST)
+    c = messengers(policy=policy, dispatcher=cd, dispatch_threads=1,
+                   ms_dispatch_throttle_bytes=32 * 1024, **FAST)
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    conn.send_message(Message(1, tid=100))
+    stream = conn._life.session.stream      # read off the reactor: a test's peek
+    assert wait_for(lambda: c.perf_dump()["throttle_waits"] >= 1
+                    and stream.in_seq > c.perf_dump()["messages_received"], 10)   # parked
+    conn._io.transport._sock.shutdown(socket.SHUT_RDWR)    # the socket breaks under the client
+    conn.send_keepalive()                                  # a write finds it broken
+    if after == "redial":
+        assert wait_for(lambda: c.perf_dump()["reconnects"] >= 1, 10)
+    else:
+        assert wait_for(lambda: conn.state.name == "STANDBY", 10), conn
+        received = stream.in_seq            # what it decoded before the fault (seq = tid + 1)
+    gate.set()
+    if after == "standby":                  # the parked ones go even without a transport,
+        assert wait_for(lambda: len(cd.msgs) == received, 20), ([m.tid for m in cd.msgs], received)
+        assert conn.state.name == "STANDBY"
+        conn.send_message(Message(1, tid=101))          # and the session goes on with a send
+    assert wait_for(lambda: len(cd.msgs) >= 40, 20), [m.tid for m in cd.msgs]
+    assert [m.tid for m in cd.msgs] == list(range(40))
+    assert cd.count("reset") == 0 and cd.count("remote_reset") == 0
