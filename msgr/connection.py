@@ -166,6 +166,7 @@ class Connection:
 
     @property
     def is_lossy(self) -> bool:
+        """True when a fault ends the session (a lossy policy, or ``mark_disposable``)."""
         return self._disposable or self.policy.lossy
 
     @property

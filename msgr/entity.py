@@ -111,10 +111,12 @@ class EntityAddr:
 
     @property
     def is_ipv6(self) -> bool:
+        """True for an IPv6 host (``v2:[::1]:6800/0``)."""
         return ":" in self.host
 
     @property
     def type_code(self) -> int:
+        """``entity_addr_t``'s type number (``TYPE_MSGR2`` for ``v2``)."""
         return ADDR_TYPES[self.type]
 
     @property
@@ -129,12 +131,15 @@ class EntityAddr:
         return f"{self.type}:{host}:{self.port}/{self.nonce}"
 
     def with_nonce(self, nonce: int) -> "EntityAddr":
+        """This address with another nonce."""
         return EntityAddr(self.type, self.host, self.port, nonce)
 
     def with_port(self, port: int) -> "EntityAddr":
+        """This address with another port."""
         return EntityAddr(self.type, self.host, port, self.nonce)
 
     def with_type(self, type_: str) -> "EntityAddr":
+        """This address with another type (``"v2"``, ``"any"``, ``"none"``)."""
         return EntityAddr(type_, self.host, self.port, self.nonce)
 
     def sockaddr_bytes(self) -> bytes:

@@ -45,7 +45,25 @@ class Worker:
 
 
 class Messenger:
-    """See the module docstring and API.md."""
+    """One entity's endpoint: it dials peers, accepts them, and hands received
+    messages to its dispatchers (Ceph's ``AsyncMessenger``).
+
+    Configure it (policies, dispatchers, throttles, ``bind``), then ``start()``;
+    ``connect_to`` returns a :class:`Connection` that connects in the background.
+    ``shutdown()`` then ``wait()`` stop it (``with Messenger(...) as m:`` does
+    ``start``, then both). A messenger runs once.
+
+    Args:
+        name: this entity's name (``EntityName`` or ``"osd.0"``).
+        nonce: the instance nonce in our addresses (random non-zero if None);
+            peers tell a restarted entity apart by it.
+        config: options (:class:`Config`); the defaults follow Ceph.
+        transport: the transport kind (``"tcp"``).
+
+    Raises:
+        ConfigError: ``name`` or ``nonce`` is invalid, or no such ``transport``.
+        TypeError: ``config`` is not a :class:`Config`.
+    """
 
     def __init__(self, name: EntityName | str, *, nonce: int | None = None,
                  config: Config | None = None, transport: str = "tcp") -> None:
@@ -76,7 +94,12 @@ class Messenger:
 
     # ------------------------------------------------------------ configuration
     def set_default_policy(self, policy: Policy) -> None:
-        """Raises TypeError if ``policy`` is not a Policy."""
+        """The policy for peers of a type without its own (``set_policy``), and for
+        accepted peers until their HELLO names their type.
+
+        Raises:
+            TypeError: ``policy`` is not a Policy.
+        """
         self._policies.default = check_policy(policy, "set_default_policy")
 
     def set_policy(self, peer_type: EntityType | int, policy: Policy) -> None:
@@ -89,6 +112,11 @@ class Messenger:
         self._policies.set(peer_type, policy)
 
     def get_policy(self, peer_type: EntityType | int) -> Policy:
+        """The policy connections to ``peer_type`` get (its own, else the default).
+
+        Raises:
+            ValueError: ``peer_type`` is not an EntityType (or its value).
+        """
         return self._policies.get(peer_type)
 
     def add_dispatcher_head(self, d: Dispatcher) -> None:
@@ -116,7 +144,14 @@ class Messenger:
         self._delivery.set_policy_throttlers(peer_type, max_bytes, max_messages)
 
     def bind(self, addr: EntityAddr | str) -> EntityAddr:
-        """Binds a listener; returns the bound address with our nonce. Before start()."""
+        """Binds a listener (port 0: any free port); returns the bound address with our
+        nonce, the one peers must dial. The first bound address is ``addr``.
+
+        Raises:
+            LocalProtocolError: after ``start()``.
+            ConfigError: ``addr`` is not an address.
+            TransportError: the address cannot be bound (in use, not ours).
+        """
         if self._started:
             raise LocalProtocolError("bind() must come before start()")
         a = EntityAddr.parse(addr)
@@ -128,7 +163,15 @@ class Messenger:
         return bound
 
     def rebind(self, avoid_ports=()) -> EntityAddr:
-        """Moves the listener to a new port not in ``avoid_ports``; returns the new address."""
+        """Moves the listener to a new port not in ``avoid_ports`` and takes a new nonce,
+        as Ceph does (peers must see a new instance); every connection is marked down.
+        Returns the new address.
+
+        Raises:
+            LocalProtocolError: nothing was bound, or after ``shutdown()``.
+            MsgrError: no free port outside ``avoid_ports`` was found.
+            TransportError: no listener could be bound.
+        """
         if self.addr is None:
             raise LocalProtocolError("rebind() needs a bound messenger")
         if self._stopped:
@@ -166,7 +209,11 @@ class Messenger:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Starts the I/O and dispatch threads and the listeners."""
+        """Starts the I/O and dispatch threads and the listeners.
+
+        Raises:
+            LocalProtocolError: called twice, or after ``shutdown()``.
+        """
         if self._started:
             raise LocalProtocolError("start() called twice")
         if self._stopped:
@@ -189,7 +236,8 @@ class Messenger:
             self._pool.reactors[0].submit(self._add_listener, lst)
 
     def shutdown(self) -> None:
-        """Stops everything; idempotent; any thread, also a dispatcher."""
+        """Stops everything: closes every connection and listener and asks the threads
+        to end (``wait`` joins them). Idempotent; from any thread, also a dispatcher."""
         with self._lock:
             if self._stopped or not self._started:
                 self._stopped = True
@@ -205,7 +253,13 @@ class Messenger:
         self._delivery.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Waits until fully stopped (threads joined, sockets closed); True when so."""
+        """Waits until fully stopped (threads joined, sockets closed); True when so,
+        False if ``timeout`` (seconds) ran out first.
+
+        Raises:
+            LocalProtocolError: called from one of this messenger's own threads
+                (it would wait for itself).
+        """
         if not self._started:
             return True
         if self._delivery.is_dispatch_thread() or any(r.in_thread() for r in self._pool):
@@ -275,8 +329,9 @@ class Messenger:
             return self._loopback
 
     def mark_down_all(self) -> None:
-        """Closes every connection; each gets ``ms_handle_reset``. The loopback
-        connection is not a peer's and stays (as Ceph's ``local_connection``)."""
+        """Closes every connection; each gets ``ms_handle_reset`` and drops what it had
+        queued. The loopback connection is not a peer's and stays (as Ceph's
+        ``local_connection``)."""
         with self._lock:
             conns = [c for c in self._all_conns if c is not self._loopback]
         for c in conns:
@@ -425,7 +480,9 @@ class Messenger:
         return self._delivery.queue_len(getattr(self, "_workers", ()))
 
     def perf_dump(self) -> dict:
-        """Counters as plain numbers (Ceph's ``perf dump`` analogue)."""
+        """Counters as plain numbers (Ceph's ``perf dump`` analogue): the per-thread
+        counters summed, ``connections``, ``connections_by_state``, the dispatch queue
+        and throttle, and each histogram as a dict."""
         from . import metrics
         owners = [c for _, c in self._counter_owners()]     # reactors, then dispatch threads
         out = Counters.total(owners)

@@ -52,26 +52,39 @@ class Policy:
 
     @classmethod
     def lossy_client(cls, features_required: int = 0) -> "Policy":
+        """A client whose session ends at the first fault (``ms_handle_reset``); it redials
+        only while its handshake fails (Ceph's ``Policy::lossy_client``)."""
         return cls(True, False, False, False, features_required)
 
     @classmethod
     def lossless_client(cls, features_required: int = 0) -> "Policy":
+        """A client that keeps its session across faults: it redials with backoff and
+        replays what was not acknowledged; resets are checked (``Policy::lossless_client``)."""
         return cls(False, False, False, True, features_required)
 
     @classmethod
     def stateless_server(cls, features_required: int = 0) -> "Policy":
+        """A server for lossy clients: a fault ends the session (``Policy::stateless_server``)."""
         return cls(True, True, False, False, features_required)
 
     @classmethod
     def stateful_server(cls, features_required: int = 0) -> "Policy":
+        """A server that keeps lossless sessions without a transport (STANDBY) until the
+        client comes back; it never dials (``Policy::stateful_server``)."""
         return cls(False, True, True, True, features_required)
 
     @classmethod
     def lossless_peer(cls, features_required: int = 0) -> "Policy":
+        """A peer that either side may dial; lossless, and STANDBY with nothing to send.
+        Resets are not checked: a restarted peer continues our session
+        (``Policy::lossless_peer``)."""
         return cls(False, False, True, False, features_required)
 
     @classmethod
     def lossless_peer_reuse(cls, features_required: int = 0) -> "Policy":
+        """As :meth:`lossless_peer`, but resets are checked: a restarted peer resets our
+        session, and the dispatchers hear ``ms_handle_remote_reset``
+        (``Policy::lossless_peer_reuse``)."""
         return cls(False, False, True, True, features_required)
 
     def as_lossy(self) -> "Policy":

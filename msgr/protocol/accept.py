@@ -28,11 +28,13 @@ class ServerHandshake(Handshake):
     """The accepting side's table actions (see the module docstring)."""
 
     def server_banner(self, payload: bytes) -> None:
+        """The client's banner: pick the framing, send our HELLO (with its address)."""
         self._peer_banner(payload)
         addr = self.p.peer_socket_addr or EntityAddr("any")
         self.m.send_frame(Tag.HELLO, encode_hello(Hello(self.p.my_name.type, addr)))
 
     def server_hello(self, payload: bytes) -> None:
+        """The client's HELLO: its type picks the policy."""
         h = self._hello_type(payload)
         self.peer_type = h.entity_type
         if self.p.policy_for is not None:
@@ -40,6 +42,7 @@ class ServerHandshake(Handshake):
         self.session.stream.lossy = self.policy.lossy
 
     def auth_request(self, payload: bytes):
+        """AUTH_REQUEST: AUTH_DONE and our AUTH_SIGNATURE, or AUTH_BAD_METHOD."""
         req = decode_auth_request(payload)
         auth = self.p.auth_server
         res = auth.handle_request(req.method, req.preferred_modes, req.payload)
@@ -52,6 +55,7 @@ class ServerHandshake(Handshake):
         return None
 
     def server_auth_signature(self, payload: bytes) -> None:
+        """The client's AUTH_SIGNATURE: check it."""
         self._check_signature(payload, self.p.auth_server.signature())
 
     # ----------------------------------------------------------- session requests
@@ -60,6 +64,7 @@ class ServerHandshake(Handshake):
             raise RemoteProtocolError("session frame without a peer address", Reason.PEER_ADDR)
 
     def client_ident(self, payload: bytes):
+        """CLIENT_IDENT: check addresses and features, then ask the owner (SessionRequest)."""
         ident: ClientIdent = decode_client_ident(payload)
         self._check_addrs(ident.addrs)
         if ident.target_addr not in self.my_addrs:
@@ -74,6 +79,7 @@ class ServerHandshake(Handshake):
         return None
 
     def session_reconnect(self, payload: bytes):
+        """SESSION_RECONNECT: ask the owner whether the session resumes."""
         rc: Reconnect = decode_reconnect(payload)
         self._check_addrs(rc.addrs)
         self._ask(SessionRequest(True, rc, rc.addrs))
@@ -85,6 +91,7 @@ class ServerHandshake(Handshake):
         self.m.emit(request)
 
     def decided(self, d: Decision):
+        """The owner's answer to the SessionRequest: reply, accept, or close (STOP)."""
         req, self.request = self.request, None
         if req is None:
             raise RemoteProtocolError("decision without a pending session request", Reason.BAD_TAG)

@@ -113,10 +113,12 @@ class ClientHandshake(Handshake):
     """The connecting side's table actions (see the module docstring)."""
 
     def client_banner(self, payload: bytes) -> None:
+        """The server's banner: pick the framing, send our HELLO."""
         self._peer_banner(payload)
         self.m.send_frame(Tag.HELLO, encode_hello(Hello(self.p.my_name.type, self.p.target_addr)))
 
     def client_hello(self, payload: bytes) -> None:
+        """The server's HELLO: check its type, learn our address, send AUTH_REQUEST."""
         h = self._hello_type(payload)
         if h.entity_type != self.peer_type:
             raise RemoteProtocolError(
@@ -136,18 +138,22 @@ class ClientHandshake(Handshake):
 
     # ----------------------------------------------------------- auth
     def auth_done(self, payload: bytes) -> None:
+        """AUTH_DONE: check the connection mode, send our AUTH_SIGNATURE."""
         done: AuthDone = decode_auth_done(payload)
         if done.con_mode not in self.p.auth_client.modes:
             raise RemoteProtocolError(f"server chose connection mode {done.con_mode}", Reason.AUTH)
         self.m.send_frame(Tag.AUTH_SIGNATURE, self.p.auth_client.signature())
 
     def auth_bad_method(self, payload: bytes) -> None:
+        """AUTH_BAD_METHOD: the server refuses auth none."""
         raise RefusedError("server refused auth method none (AUTH_BAD_METHOD)", Reason.AUTH)
 
     def auth_reply_more(self, payload: bytes) -> None:
+        """AUTH_REPLY_MORE: auth none has no second round."""
         raise RemoteProtocolError("AUTH_REPLY_MORE: auth none takes one round", Reason.AUTH)
 
     def client_auth_signature(self, payload: bytes):
+        """The server's AUTH_SIGNATURE: check it, then CLIENT_IDENT (or SESSION_RECONNECT)."""
         self._check_signature(payload, self.p.auth_client.signature())
         if self.session.ident.server_cookie:
             self._send_reconnect()
@@ -174,6 +180,7 @@ class ClientHandshake(Handshake):
             ident.connect_seq, self.session.stream.in_seq)))
 
     def server_ident(self, payload: bytes) -> None:
+        """SERVER_IDENT: the session is READY (the server may make it lossy)."""
         si: ServerIdent = decode_server_ident(payload)
         if self.p.target_addr not in si.addrs:
             raise RemoteProtocolError(
@@ -188,14 +195,17 @@ class ClientHandshake(Handshake):
         self._established(si.gid, si.addrs, si.features_supported, accepted=False)
 
     def ident_missing_features(self, payload: bytes) -> None:
+        """IDENT_MISSING_FEATURES: the server needs features we lack."""
         missing = decode_u64(payload, "IDENT_MISSING_FEATURES")
         raise RefusedError(f"server requires features we lack: {missing:#x}", Reason.FEATURES)
 
     def wait(self, payload: bytes) -> None:
+        """WAIT: the server's own attempt wins a race; back off."""
         raise WaitSignal()
 
     # ----------------------------------------------------------- reconnect
     def reconnect_ok(self, payload: bytes) -> None:
+        """SESSION_RECONNECT_OK: the session resumes; drop what the server has."""
         ms = decode_u64(payload, "SESSION_RECONNECT_OK")
         s = self.session
         s.stream.discard_requeued_up_to(ms)
@@ -203,6 +213,7 @@ class ClientHandshake(Handshake):
                           s.ident.features, accepted=False, reconnected=True)
 
     def session_reset(self, payload: bytes) -> None:
+        """SESSION_RESET: start a new session (a full one also forgets our queues)."""
         full = decode_u8(payload, "SESSION_RESET")
         s = self.session
         if full:
@@ -212,10 +223,12 @@ class ClientHandshake(Handshake):
         self._send_client_ident()
 
     def session_retry(self, payload: bytes) -> None:
+        """SESSION_RETRY: reconnect again with the server's connect_seq + 1."""
         self.session.ident.connect_seq = decode_u64(payload, "SESSION_RETRY") + 1
         self._send_reconnect()
 
     def session_retry_global(self, payload: bytes) -> None:
+        """SESSION_RETRY_GLOBAL: reconnect again with a global_seq above the server's."""
         gs = decode_u64(payload, "SESSION_RETRY_GLOBAL")
         self.session.ident.global_seq = self.p.next_global_seq(gs)
         self._send_reconnect()

@@ -117,10 +117,12 @@ class ProtocolMachine:
 
     @property
     def peer_name(self):
+        """The peer's EntityName once the handshake named it, else None."""
         return self.hs.peer_name
 
     @property
     def is_ready(self) -> bool:
+        """True in READY: messages flow."""
         return self.state is _READY
 
     @property
