@@ -2,7 +2,9 @@
 
 The native code (CRC32C, the frame scanner, the dispatch ring) lives in
 ``cffi_build/`` and is compiled by ``cffi_modules``; ``cffi_build`` itself is
-not installed. The load generator and tools install as ``msgr_tools``.
+not installed. ``tools/`` (the load generator, benchmarks, soak and generators; run from a
+checkout as ``python -m tools.<name>``) installs as the package ``msgr_tools`` with all its
+subpackages; ``msgr-loadgen`` runs ``msgr_tools.loadgen``.
 """
 from setuptools import find_packages, setup
 
@@ -13,7 +15,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["msgr", "msgr.*"]) + ["msgr_tools", "msgr_tools.peers"],
+    packages=(find_packages(include=["msgr", "msgr.*"])
+              + ["msgr_tools"] + ["msgr_tools." + p for p in find_packages("tools")]),
     package_dir={"msgr_tools": "tools"},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["cffi_build/build_native.py:ffibuilder"],
@@ -23,6 +26,6 @@ setup(
         "plot": ["matplotlib>=3.5"],
         "peers": ["pyzmq>=25", "uvloop>=0.17"],
     },
-    entry_points={"console_scripts": ["msgr-loadgen=msgr_tools.loadgen:main"]},
+    entry_points={"console_scripts": ["msgr-loadgen=msgr_tools.loadgen.workload:main"]},
     classifiers=["Programming Language :: Python :: 3", "Operating System :: POSIX :: Linux"],
 )

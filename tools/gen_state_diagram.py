@@ -1,6 +1,6 @@
 """Renders ProtocolV2's transition table (msgr/protocol/states.py) as Graphviz DOT.
 
-``python tools/gen_state_diagram.py [--out FILE.dot]``; render with
+``python -m tools.gen_state_diagram [--out FILE.dot]``; render with
 ``dot -Tpng FILE.dot -o states.png``. Local inputs that every live state
 accepts (FAULT, CLOSE, TIMEOUT) are summarised in a note instead of drawn
 from every state. The table is the single source of truth: this tool only

@@ -1,4 +1,4 @@
-"""A short run of tools/soak.py per lossless policy (Ceph's SyntheticInjectTest, scaled).
+"""A short run of python -m tools.soak per lossless policy (Ceph's SyntheticInjectTest, scaled).
 
 Random sends with 32 B..256 KiB payloads, mark_downs, peer restarts on the
 same address and nonce, and 1-in-30 socket failures, for about ten seconds;
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ])
 def test_soak_oracle_holds(policy, seed, dispatch_threads, tmp_path):
     out = tmp_path / "soak.json"
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "soak.py"), "--minutes", "0.12",
+    r = subprocess.run([sys.executable, "-m", "tools.soak", "--minutes", "0.12",
                         "--policy", policy, "--seed", str(seed), "--drain", "30",
                         "--dispatch-threads", str(dispatch_threads),
                         "--json", str(out)], capture_output=True, text=True, timeout=110,

@@ -1,4 +1,4 @@
-"""tools/bench_instructions.py end to end with few round trips, under a real valgrind.
+"""python -m tools.bench.instructions end to end with few round trips, under a real valgrind.
 
 Skipped with the reason when valgrind is missing, except under ``CI=true``
 (``.ci/run`` installs it). The figures are only checked for sanity: a count
@@ -25,7 +25,7 @@ def test_counts_instructions_per_round_trip(tmp_path):
             pytest.fail("valgrind missing under CI=true (.ci/run installs it)")
         pytest.skip("valgrind not installed")
     out = tmp_path / "instr.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_instructions.py"),
+    proc = subprocess.run([sys.executable, "-m", "tools.bench.instructions",
                            "--peers", "msgr,asyncio", "--n", "40", "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr

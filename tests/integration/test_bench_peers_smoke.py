@@ -1,4 +1,4 @@
-"""tools/bench_peers.py end to end with tiny counts: it runs, exits 0 and prints its tables.
+"""python -m tools.bench.peers end to end with tiny counts: it runs, exits 0 and prints its tables.
 
 The tool runs in a subprocess from the repository root (so the in-tree ``msgr`` is measured),
 bounded at 20 s; its peer processes die with it (PR_SET_PDEATHSIG). The optional peers (pyzmq,
@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOL = ROOT / "tools" / "bench_peers.py"
+MODULE = "tools.bench.peers"
 TINY = ["--quick", "--scale", "0.05", "--limit", "1"]
 
 
 def _bench(tmp_path: Path, peers: str) -> tuple:
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(TOOL), *TINY, "--peers", peers, "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", MODULE, *TINY, "--peers", peers, "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=20)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout, json.loads(out.read_text())
@@ -58,8 +58,8 @@ def test_optional_peers_when_installed(tmp_path):
 
 
 def test_bench_rx_runs_and_prints_its_ratio():
-    """tools/bench_rx.py (no sockets): one round; both lines, a positive ratio."""
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_rx.py"), "--rounds", "1"],
+    """python -m tools.bench.rx (no sockets): one round; both lines, a positive ratio."""
+    proc = subprocess.run([sys.executable, "-m", "tools.bench.rx", "--rounds", "1"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     decode, large = proc.stdout.splitlines()

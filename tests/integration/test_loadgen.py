@@ -1,7 +1,7 @@
 """msgr-loadgen: the latency histogram (unit tests) and short real runs on 127.0.0.1.
 
-The runs start ``python -m msgr_tools.loadgen`` (installed) or ``python -m tools.loadgen``
-(the work tree) from the repository root, so the in-tree ``msgr`` is the one under test.
+The runs start ``python -m tools.loadgen`` from the repository root, so the in-tree ``msgr``
+is the one under test.
 """
 from __future__ import annotations
 
@@ -16,14 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from tools import loadgen
+from tools.loadgen import report
+
 ROOT = Path(__file__).resolve().parents[2]
-try:
-    from msgr_tools import loadgen, loadgen_report as report
-    MODULE = "msgr_tools.loadgen"
-except ImportError:
-    sys.path.insert(0, str(ROOT))
-    from tools import loadgen, loadgen_report as report
-    MODULE = "tools.loadgen"
+MODULE = "tools.loadgen"
 
 LatencyHistogram = report.LatencyHistogram
 
@@ -176,7 +173,7 @@ def test_default_options():
     with pytest.raises(SystemExit):
         loadgen.parse_args(["client"])                      # needs --addr
     assert loadgen.parse_args([]).busy_poll_us is None      # Config's own default (0: off)
-    assert loadgen._config(loadgen.parse_args(["--busy-poll-us", "200"])).ms_busy_poll_us == 200
+    assert loadgen.workload._config(loadgen.parse_args(["--busy-poll-us", "200"])).ms_busy_poll_us == 200
     with pytest.raises(SystemExit):
         loadgen.parse_args(["--busy-poll-us", "-1"])
 

@@ -7,7 +7,6 @@ they fail.
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 import socket
 import subprocess
@@ -217,8 +216,7 @@ def test_rules_and_dashboard_name_metrics_the_exporter_exports(messengers, expor
 
 # ---------------------------------------------------------------- msgr-loadgen --metrics-port
 def test_loadgen_serves_metrics_while_it_runs():
-    module = "msgr_tools.loadgen" if importlib.util.find_spec("msgr_tools") else "tools.loadgen"
-    proc = subprocess.Popen([sys.executable, "-m", module, "local", "--duration", "3",
+    proc = subprocess.Popen([sys.executable, "-m", "tools.loadgen", "local", "--duration", "3",
                              "--metrics-port", "0", "--quiet", "--io-threads", "1"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)

@@ -1,4 +1,4 @@
-"""What ``bench_peers`` runs: the workloads, the peer variants, and the targets of issue 4.
+"""What ``python -m tools.bench.peers`` runs: the workloads, the peer variants, and the targets of issue 4.
 
 Workloads (every one bounded by a message count and by ``limit_s`` seconds):
 - ``ow64``, ``ow4k``, ``ow1m``: one-way on one connection, the client streams 64 B / 4 KiB /
@@ -56,7 +56,7 @@ class Variant:
     key: str
     peer: str                   # the --peers name
     label: str
-    module: str                 # in tools.peers
+    module: str                 # in tools.bench.peers
     options: dict
     workloads: frozenset
 

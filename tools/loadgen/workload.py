@@ -8,6 +8,8 @@ A job is one Messenger with one connection. ``reqreply`` keeps ``--concurrency``
 ``--window`` unacked; every ``window/8``-th asks for an ack (the latency recorded), and a
 final REPORT fetches the server's count. Jobs send progress and histogram buckets over a
 pipe; the parent merges them. Children end with their pipe (and PR_SET_PDEATHSIG).
+
+    python -m tools.loadgen [local|server|client] [options]    (installed: msgr-loadgen)
 """
 from __future__ import annotations
 
@@ -20,10 +22,10 @@ from multiprocessing.connection import wait as mp_wait
 
 from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
 
-from .loadgen_cli import parse_args
-from .loadgen_fleet import Fleet
-from .loadgen_report import (LatencyHistogram, ProgressLine, finish, serve_metrics,
-                             sparse_delta, summarize)
+from .._proc import Fleet
+from .cli import parse_args
+from .report import (LatencyHistogram, ProgressLine, finish, serve_metrics, sparse_delta,
+                     summarize)
 
 __all__ = ["main", "parse_args", "ClientJob", "LoadServer"]
 
@@ -365,7 +367,3 @@ def main(argv=None) -> int:
     except RuntimeError as e:                 # a child process failed to start or answer
         print(f"msgr-loadgen: {e}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
-"""bench_metrics.py: what the latency histograms cost msgr's throughput (a benchmark, not a test).
+"""tools.bench.metrics: what the latency histograms cost msgr's throughput (a benchmark, not a test).
 
-    python tools/bench_metrics.py [--rounds 10] [--messages 50000] [--dispatch-threads 1]
+    python -m tools.bench.metrics [--rounds 10] [--messages 50000] [--dispatch-threads 1]
 
 One process, one server and one client Messenger on 127.0.0.1, one connection,
 one-way 4 KiB messages (at most ``--window`` unacked; every ``--ack-every``-th
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
@@ -37,13 +36,9 @@ import time
 import timeit
 from operator import attrgetter
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
-    sys.path.insert(0, ROOT)                       # run by path from a checkout: the in-tree msgr
-
-from msgr import (Config, Dispatcher, EntityName, EntityType, Message, Messenger,  # noqa: E402
+from msgr import (Config, Dispatcher, EntityName, EntityType, Message, Messenger,
                   Policy, counters)
-from msgr.counters import RECV_STAMP, Counters, Histogram  # noqa: E402
+from msgr.counters import RECV_STAMP, Counters, Histogram
 
 MSG_PLAIN, MSG_ACKME, MSG_ACK = 0x7300, 0x7301, 0x7302
 
@@ -241,7 +236,8 @@ def run(opts) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=f"python -m {__package__}.metrics",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=10, help="off/on pairs (default 10)")
     p.add_argument("--messages", type=int, default=50_000, help="messages per run")
     p.add_argument("--size", type=int, default=4096, help="data bytes per message")

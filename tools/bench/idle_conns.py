@@ -1,6 +1,6 @@
 """1,000 idle connections: CPU used while idle, and memory per connection.
 
-``python tools/idle_conns.py [--conns 1000] [--idle 5]``: a server and a
+``python -m tools.bench.idle_conns [--conns 1000] [--idle 5]``: a server and a
 client messenger in this process open ``--conns`` connections (one message
 each way, so every session is READY), then sit idle. Prints the process CPU
 seconds consumed during the idle period (a reactor that wakes for nothing
@@ -10,16 +10,10 @@ two Connection objects and two sockets per connection).
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
-    sys.path.insert(0, ROOT)                       # run by path from a checkout: the in-tree msgr
-
-from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy  # noqa: E402
+from msgr import Config, Dispatcher, EntityName, EntityType, Message, Messenger, Policy
 
 
 def rss() -> int:
@@ -45,7 +39,8 @@ class Count(Dispatcher):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=f"python -m {__package__}.idle_conns",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--conns", type=int, default=1000)
     ap.add_argument("--idle", type=float, default=5.0)
     args = ap.parse_args(argv)

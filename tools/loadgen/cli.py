@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .loadgen_report import check_plot_available
+from .report import check_plot_available
 
 __all__ = ["parse_args", "DEFAULT_DURATION", "DEFAULT_OP_CAP", "OPS_ONLY_TIME_CAP"]
 

@@ -15,7 +15,7 @@ import struct
 import time
 import traceback
 
-from ..loadgen_fleet import Fleet
+from ..._proc import Fleet
 
 LEN = struct.Struct("<I")
 END = LEN.pack(0)                           # the end marker: an empty frame (no workload sends one)

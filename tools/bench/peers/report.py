@@ -1,4 +1,4 @@
-"""The ``bench_peers`` tables: absolute figures, ratios against msgr, and the targets (PASS/MISS).
+"""The tables of ``tools.bench.peers``: absolute figures, ratios against msgr, and the targets (PASS/MISS).
 
 A cell is the median over the repeats of that (peer, workload) run; "-" = not measured for that
 peer, "FAIL" = every repeat failed (the reasons are listed under the tables).

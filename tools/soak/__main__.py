@@ -1,6 +1,6 @@
-"""soak.py: Ceph's SyntheticInjectTest workload against msgr, for minutes, with an oracle.
+"""tools.soak: Ceph's SyntheticInjectTest workload against msgr, for minutes, with an oracle.
 
-    python tools/soak.py --minutes N [--seed S]
+    python -m tools.soak --minutes N [--seed S]
         [--policy lossless_peer|lossless_client|lossless_peer_reuse]
         [--failures 30] [--peers 4] [--drain 60] [--json FILE]
 
@@ -37,7 +37,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import random
 import struct
 import sys
@@ -45,17 +44,10 @@ import time
 import zlib
 from collections import Counter, defaultdict
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
-    sys.path.insert(0, ROOT)                       # run by path from a checkout: the in-tree msgr
-
-from msgr import (Config, Dispatcher, EntityName, EntityType, Message, Messenger,  # noqa: E402
+from msgr import (Config, Dispatcher, EntityName, EntityType, Message, Messenger,
                   Policy)
 
-try:
-    from .soak_oracle import Tracker   # noqa: E402
-except ImportError:                    # run by path
-    from soak_oracle import Tracker    # noqa: E402
+from .oracle import Tracker
 
 MSG_REQ, MSG_ECHO = 0x7300, 0x7301
 HDR = struct.Struct("<IBHHIQIII")     # magic kind sender server conn_id seq inc length crc
@@ -327,7 +319,8 @@ class Soak:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=f"python -m {__package__}",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, required=True, help="how long to send")
     p.add_argument("--seed", type=int, default=1, help="seeds the driver and socket failures")
     p.add_argument("--policy", choices=sorted(POLICIES), default="lossless_peer")

@@ -1,14 +1,14 @@
-"""bench_peers.py: msgr against other Python transports, the same workloads in ONE run.
+"""tools.bench.peers: msgr against other Python transports, the same workloads in ONE run.
 
-    python tools/bench_peers.py [--quick] [--json FILE] [--peers msgr,blocking,asyncio,uvloop,pyzmq]
+    python -m tools.bench.peers [--quick] [--json FILE] [--peers msgr,blocking,asyncio,uvloop,pyzmq]
                                 [--repeat N] [--scale F] [--limit S] [--same-core] [--no-pin]
 
-Workloads (see ``tools/peers/plan.py``): one-way messages/s on one connection at 64 B, 4 KiB and
+Workloads (see ``tools/bench/peers/plan.py``): one-way messages/s on one connection at 64 B, 4 KiB and
 1 MiB (MB/s); 4 KiB one-way over 16 connections from one process (total messages/s); a 64 B round
 trip, one in flight (median and p99 in us), with server and client on different CPUs, and with
 ``--same-core`` also on one CPU.
 
-Peers (``tools/peers/*.py``): msgr (``Messenger``, lossy_client -> stateless_server,
+Peers (``tools/bench/peers/*.py``): msgr (``Messenger``, lossy_client -> stateless_server,
 ``Config(io_threads=1, dispatch_threads=0)``, and ``dispatch_threads=1`` for one-way 4 KiB);
 blocking sockets (batched ``sendmsg`` + large ``recv_into``, and one ``sendall`` per message);
 asyncio and uvloop, each with streams and with a ``BufferedProtocol``; pyzmq PUSH/PULL and REQ/REP.
@@ -30,14 +30,7 @@ import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
-    sys.path.insert(0, ROOT)                       # run by path from a checkout: the in-tree msgr
-
-if __package__:
-    from .peers import common, plan, report
-else:
-    from tools.peers import common, plan, report  # noqa: E402
+from . import common, plan, report
 
 
 def _cpus(no_pin: bool) -> tuple:
@@ -85,7 +78,8 @@ def run(opts, variants: list, workloads: list) -> dict:
 
 
 def parse(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=f"python -m {__package__}",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="10x fewer messages, 1.5 s limit, 1 repeat")
     p.add_argument("--json", metavar="FILE", help="save every run's figures and the summary as JSON")
     p.add_argument("--peers", default=",".join(plan.PEERS),

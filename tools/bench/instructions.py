@@ -1,7 +1,7 @@
-"""bench_instructions.py: user-space instructions per round trip, counted by callgrind.
+"""tools.bench.instructions: user-space instructions per round trip, counted by callgrind.
 
-    python tools/bench_instructions.py [--peers msgr,uvloop,asyncio] [--n 2000]
-    python tools/bench_instructions.py --workload reqreply [--side server|client] [--n 2000]
+    python -m tools.bench.instructions [--peers msgr,uvloop,asyncio] [--n 2000]
+    python -m tools.bench.instructions --workload reqreply [--side server|client] [--n 2000]
 
 Wall-clock round trips on a shared VM drift by 1.5x within minutes; instruction
 counts do not. For each peer an echo server runs under ``valgrind
@@ -36,9 +36,9 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
-    sys.path.insert(0, ROOT)                       # run by path from a checkout: the in-tree msgr
+# The callgrind child runs this module again with -m, under the package name it was imported
+# as (tools.bench from the repository root, or the name the package is installed under).
+MODULE = f"{__package__}.instructions"
 
 PEERS = ("msgr", "uvloop", "asyncio")
 WORKLOADS = ("echo64", "reqreply")
@@ -268,8 +268,7 @@ def count_run(peer: str, n: int, tmp: str, workload: str = "echo64", side: str =
     port_file, log = os.path.join(tmp, f"{peer}.{n}.addr"), os.path.join(tmp, f"{peer}.{n}.log")
     cmd = ["valgrind", "--tool=callgrind", f"--log-file={log}",
            f"--callgrind-out-file={os.path.join(tmp, f'{peer}.{n}.out')}",
-           sys.executable, os.path.abspath(__file__), "--n", str(n), "--workload", workload]
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+           sys.executable, "-m", MODULE, "--n", str(n), "--workload", workload]
     server = None
     if side == "client":      # the server here, the client under valgrind
         server = threading.Thread(target=serve, args=(peer, n, port_file, workload), daemon=True)
@@ -279,7 +278,7 @@ def count_run(peer: str, n: int, tmp: str, workload: str = "echo64", side: str =
             cmd += ["--drive", peer, "--addr", f.read().strip()]
     else:
         cmd += ["--serve", peer, "--port-file", port_file]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         if server is None:
             _wait_for(port_file, proc, peer)
@@ -317,7 +316,8 @@ def per_round_trip(peer: str, n: int, workload: str = "echo64", side: str = "ser
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=f"python -m {MODULE}",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {PEERS}")
     p.add_argument("--n", type=int, default=2000, help="round trips of the shorter run")
     p.add_argument("--json", help="write the figures to this file")

@@ -1,4 +1,4 @@
-"""Peers for ``tools/bench_peers.py``: the same workloads over msgr and over other Python transports.
+"""Peers for ``python -m tools.bench.peers``: the same workloads over msgr and over other Python transports.
 
 Each module exposes ``serve(spec, ctl) -> dict`` (run in the server process; ``ctl.ready(addr)``
 announces where to connect, ``ctl.wait_stop(t)`` waits for the driver's stop) and

@@ -1,6 +1,6 @@
 """The soak tool's oracle: every message's fate and the events that may excuse a drop.
 
-See ``tools/soak.py`` for the rules; this module only keeps the books.
+See ``tools/soak/__main__.py`` for the rules; this module only keeps the books.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""bench_rx.py: the receive path without sockets, A/B in ONE process.
+"""tools.bench.rx: the receive path without sockets, A/B in ONE process.
 
-    python tools/bench_rx.py [--rounds N]
+    python -m tools.bench.rx [--rounds N]
 
 A client ProtocolMachine frames a stream of messages once; a fresh server
 machine then receives it in 256 KiB reads (copied in, as ``recv_into`` would)
@@ -19,18 +19,13 @@ end-to-end figures on a shared machine.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if not __package__ and os.path.isdir(os.path.join(ROOT, "msgr")):
-    sys.path.insert(0, ROOT)                       # run by path from a checkout: the in-tree msgr
-
-from msgr import Message  # noqa: E402
-from msgr.bufpool import BufferPool  # noqa: E402
-from msgr.testing.pair import MachinePair  # noqa: E402
+from msgr import Message
+from msgr.bufpool import BufferPool
+from msgr.testing.pair import MachinePair
 
 READ = 256 * 1024
 
@@ -79,7 +74,8 @@ def run(rounds: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=f"python -m {__package__}.rx",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=7, help="alternating runs per figure (median)")
     opts = p.parse_args(argv)
     r = run(max(1, opts.rounds))

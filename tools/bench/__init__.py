@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m tools.bench.<name>`` for peers, instructions, rx, metrics, idle_conns."""

@@ -1,0 +1,1 @@
+"""The soak tool: ``python -m tools.soak --minutes N``; its oracle is :mod:`.oracle`."""
