@@ -1,12 +1,15 @@
-"""Messenger: policies, dispatchers, the connection registry and the lifecycle.
+"""Messenger: policies, dispatchers, the connection registry, listeners, start and shutdown.
 
 Theory of operation. ``start()`` builds ``io_threads`` reactors (each a
 *worker* with its own counters and one ring producer per dispatch thread)
-and ``dispatch_threads`` dispatch threads. Listeners live on reactor 0; an
-accepted socket becomes a Connection on the least-loaded reactor. Outgoing
-connections are registered by peer address (``connect_to`` returns the
-existing one). Shared state here (registry, dispatcher lists, global_seq) is
-guarded by ``_lock``; everything per connection belongs to its reactor.
+and the :class:`~msgr.dispatch.chain.Delivery`'s dispatch threads. Listeners
+live on reactor 0; an accepted socket becomes a Connection on the
+least-loaded reactor. Outgoing connections are registered by peer address
+(``connect_to`` returns the existing one). The registry, the listeners and
+global_seq are guarded by ``_lock``; the dispatcher chain and throttles are
+the Delivery's; everything per connection belongs to its reactor. What a
+connection's reactor side may ask of the messenger is one marked section
+("for connections").
 """
 from __future__ import annotations
 

@@ -392,3 +392,10 @@ def test_nothing_is_formatted_when_the_level_is_off(logger):
     conn_log(lg, logging.DEBUG, c, "x")
     ConnAdapter(lg, c).debug("x")
     assert _Conn.reprs == 0 and buf.getvalue() == ""
+
+
+def test_readme_module_map_is_up_to_date():
+    """README.md's module map is generated from the modules' docstrings; it must follow them."""
+    from tools import gen_module_map
+    current = gen_module_map.README.read_text(encoding="utf-8")
+    assert gen_module_map.updated(current) == current, "run python -m tools.gen_module_map"

@@ -1,4 +1,5 @@
-"""msgr: a ``Messenger`` per process, lossy_client -> stateless_server,
+"""msgr: a ``Messenger`` per process, lossy_client to stateless_server.
+
 ``Config(io_threads=1, dispatch_threads=spec.dispatch_threads)`` (other options from ``MSGR_*``);
 the ``busy_poll`` variant adds ``ms_busy_poll_us=POLL_US`` on both ends.
 
