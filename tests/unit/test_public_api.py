@@ -6,7 +6,7 @@ from msgr import ConfigError, EntityName, EntityType, Messenger, Policy
 
 API = {
     "Messenger", "Connection", "Dispatcher", "Message", "Policy", "Config",
-    "EntityName", "EntityType", "EntityAddr",
+    "EntityName", "EntityType", "EntityAddr", "LinkState",
     "MsgrError", "ProtocolError", "LocalProtocolError", "RemoteProtocolError",
     "ConnectionClosed", "TransportError", "ConnectionRefused", "ConfigError",
 }
@@ -109,3 +109,8 @@ def test_messenger_settings_refuse_the_wrong_kind():
         m.set_policy_throttlers(99, max_messages=1)
     m.set_policy_throttlers(EntityType.CLIENT, max_bytes=_Int(1 << 20), max_messages=0)
     assert m.get_policy(EntityType.OSD) == Policy.lossy_client()
+
+
+def test_connection_state_is_a_public_linkstate():
+    assert msgr.LinkState.READY.name == "READY"
+    assert msgr.Connection.state.__doc__ and "LinkState" in msgr.Connection.state.__doc__
