@@ -244,10 +244,11 @@ class Connection:
 
     def claim_for_handoff(self) -> Handoff | None:
         """Another reactor's connection adopts this one's parked socket: the one
-        cross-reactor step. Under the lock: None if this connection ended first;
-        else it ends now (closed, silently) and its Handoff is the caller's."""
+        cross-reactor step. Under the lock: None if this connection ended first (or
+        parks nothing); else it ends now (closed, silently) and its Handoff is the
+        caller's."""
         with self._lock:
-            if self._ended:
+            if self._ended or self._handoff is None:
                 return None
             self._ended = self._closed = True
             handoff, self._handoff = self._handoff, None

@@ -67,7 +67,7 @@ class IOHandler:
         self.machine = None
         self.mask = 0
         self.out: list = []             # framed buffers the kernel has not taken yet
-        self.intake = Intake(self, self.delivery, throttles, cfg.ms_reply_flush_msgs,
+        self.intake = Intake(self, self.delivery, conn, throttles, cfg.ms_reply_flush_msgs,
                              self._on_event, self._write_early, self.resume_read)
         self.write_soon = False         # a flush_direct is queued for this loop iteration
         self.direct_t0 = 0.0            # when this iteration's direct sends began (histograms)
@@ -158,10 +158,9 @@ class IOHandler:
         self._set_mask(EVENT_READ)
         self.write()
 
-    def attach(self, handoff: Handoff, parked: list | None) -> None:
-        """Takes over an adopted socket; ``parked``: messages to deliver before its own."""
+    def attach(self, handoff: Handoff) -> None:
+        """Takes over an adopted socket (what waits in the intake still goes first)."""
         self.machine, self.transport, self.mask = handoff.machine, handoff.transport, 0
-        self.intake.backlog = parked or None
         handoff.machine.owner = self.conn
         self._set_mask(EVENT_READ)
         self.arm_deadline(handoff.machine.next_deadline())
@@ -179,20 +178,19 @@ class IOHandler:
         """The transport goes, with its unwritten buffers (a fault, an adoption); returns
         its machine. ``flush_delay`` delivers held messages now.
 
-        Messages parked behind a full throttle stay: they were decoded and count in
-        the session's ``in_seq``, so the peer will not send them again. They are
-        delivered as soon as the throttle has room, before anything a next
-        transport brings (:meth:`process`, :meth:`resume_read`).
+        What waits in the intake stays: those messages were decoded and count in
+        the session's ``in_seq``, so the peer will not send them again. They go as
+        soon as the throttle has room (:meth:`resume_read`), before anything a next
+        transport brings.
         """
         self._drop_transport()
-        self.intake.backlog = self.intake.take_parked() or None
         if flush_delay:
             self.intake.flush_delayed()
         m, self.machine = self.machine, None
         return m
 
     def shut(self) -> None:
-        """The connection closes: transport, timer, machine, parked and held messages go."""
+        """The connection closes: transport, timer, machine, waiting and held messages go."""
         self._drop_transport()
         if self.machine is not None:
             self.machine.close()
@@ -268,30 +266,31 @@ class IOHandler:
 
     # ---------------------------------------------------------------- events
     def process(self) -> bool:
-        """Drains machine events into the intake; False when reading must stop
-        (a full throttle, a fault, a hand-off).
+        """Takes the machine's events into the intake; False when reading must stop
+        (messages wait behind a full throttle, a fault, a hand-off).
 
-        Parked events go first while the machine is READY. A machine that is not
-        (a fault to report, a handshake on a new transport) is not held up by
-        messages an earlier transport left parked: they go ahead of the batch
-        that makes it READY, so nothing overtakes them.
+        While messages wait and the machine is READY, nothing more is decoded: the
+        reading stops until the throttle calls back (:meth:`resume_read`). A machine
+        that is not READY (a fault to report, a handshake on a new transport) still
+        gives its events: they change the connection's state at once, and any
+        message or notice they bring waits its turn in the intake.
         """
         m, intake = self.machine, self.intake
         while m is self.machine and m is not None:
-            if intake.backlog and m.is_ready:
-                evs, intake.backlog = intake.backlog, None
-                nbytes = -1
-            else:
-                evs = m.next_events()
-                if not evs:
-                    return True
-                nbytes = m.last_batch_bytes
-                if intake.backlog and m.is_ready:       # this batch made a new transport READY
-                    evs, intake.backlog, nbytes = intake.backlog + evs, None, -1
-            if not intake.handle(evs, nbytes):
-                if intake.backlog is not None and m.is_ready:   # read no more until it drains
-                    self._set_mask(self.mask & ~EVENT_READ)
+            if intake.backlog is not None and m.is_ready:
+                self._set_mask(self.mask & ~EVENT_READ)     # read no more until it drains
                 return False
+            evs = m.next_events()
+            if not evs:
+                return True
+            if not intake.handle(evs, m.last_batch_bytes):
+                if m is not self.machine:       # a fault or a hand-off took the transport
+                    return False
+                if m.is_ready:                  # messages wait: read no more until they drain
+                    self._set_mask(self.mask & ~EVENT_READ)
+                    return False
+                # not READY: a handshake goes on whatever waits, and a machine that
+                # faulted mid-batch (in an early write) still has its fault to give
         return False
 
     def _write_early(self) -> None:
@@ -303,18 +302,20 @@ class IOHandler:
 
     @guarded
     def resume_read(self) -> None:
-        """A throttle has room again: deliver the parked events and read on."""
-        intake, m = self.intake, self.machine
-        if self.life.state is _CLOSED or not intake.backlog:
+        """A throttle has room again: hand over what waits, then read on."""
+        if self.life.state is _CLOSED or self.intake.backlog is None:
             return
-        if m is None or not m.is_ready:     # left by an earlier transport: deliver them now
-            evs, intake.backlog = intake.backlog, None
-            intake.handle(evs)
-            return
-        if self.process() and self.machine is not None:
+        if not self.intake.drain():
+            return                          # still full: it calls again
+        m = self.machine
+        if m is not None and m.is_ready and self.process() and self.machine is not None:
             self._set_mask(self.mask | EVENT_READ)
             if self.out or self.machine.has_pending_output():
                 self.write()
+
+    def notify(self, kind) -> None:
+        """Tells the dispatchers about the connection, after the messages that wait."""
+        self.intake.notify(kind)
 
     def _on_event(self, ev) -> bool:
         """A machine event other than a message; False when the transport stops reading."""
@@ -381,7 +382,7 @@ class IOHandler:
                 self.process()
             return
         want = EVENT_READ | EVENT_WRITE if out else EVENT_READ
-        if self.intake.backlog and m.is_ready:
+        if self.intake.backlog is not None and m.is_ready:
             want &= ~EVENT_READ
         self._set_mask(want)
 
@@ -410,12 +411,14 @@ class IOHandler:
                 self.life.on_fault(Faulted(TransportError(
                     "connect timed out (ms_connection_ready_timeout)"), False))
             return
-        m.on_tick(self.reactor.time)
+        if not m.done:                  # (a machine that is done waits for its fault's turn)
+            m.on_tick(self.reactor.time)
+            if m.done:
+                if m.was_ready:
+                    self.counters.idle_timeouts += 1
+                else:
+                    self.counters.ready_timeouts += 1
         if m.done:
-            if m.was_ready:
-                self.counters.idle_timeouts += 1
-            else:
-                self.counters.ready_timeouts += 1
             self.process()
         elif self.life.state is not _CLOSED:
             self.arm_deadline(m.next_deadline())

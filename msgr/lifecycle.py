@@ -82,9 +82,11 @@ class Lifecycle:
     def __repr__(self) -> str:
         return repr(self.conn)
 
-    def _to(self, state: LinkState, why: str = "") -> None:
+    def _to(self, state: LinkState, why: str = "", *args) -> None:
+        """Moves to ``state``; logged at DEBUG with ``why % args`` (formatted only then)."""
         if state is not self.state:
-            conn_state(log, self.conn, self.state, state, why)
+            if log.isEnabledFor(logging.DEBUG):
+                conn_state(log, self.conn, self.state, state, why % args if args else why)
             self.state = state
 
     def _on_internal_error(self, error: Exception) -> None:
@@ -155,7 +157,7 @@ class Lifecycle:
         self.backoff = 0.0
         self.announced = True
         self._to(_S.READY)
-        self._delivery.deliver_event(self.io, conn, Notify.ACCEPT if ev.accepted else Notify.CONNECT)
+        self.io.notify(Notify.ACCEPT if ev.accepted else Notify.CONNECT)
 
     # ---------------------------------------------------------------- faults
     def _count_fault(self, err) -> None:
@@ -172,7 +174,7 @@ class Lifecycle:
             return
         policy = m.policy if m is not None else self.conn.policy
         if isinstance(ev.error, ConnectionRefused):
-            self._delivery.deliver_event(self.io, self.conn, Notify.REFUSED)
+            self.io.notify(Notify.REFUSED)
         stream = self.session.stream
         if not policy.lossy:
             stream.requeue_sent()
@@ -196,7 +198,7 @@ class Lifecycle:
                                     cfg.ms_max_backoff)
         self._new_attempt(bump_connect_seq=bool(self.session.ident.server_cookie))
         self._cancel_backoff()
-        self._to(_S.WAIT, f"redial in {self.backoff:g}s")
+        self._to(_S.WAIT, "redial in %gs", self.backoff)
         self._backoff_timer = self.reactor.call_later(self.backoff, self.start_connect)
 
     def _new_attempt(self, bump_connect_seq: bool) -> None:
@@ -243,7 +245,7 @@ class Lifecycle:
         self.counters.session_resets += 1
         if dropped:
             self._delivery.count_dropped(dropped)
-        self._delivery.deliver_event(self.io, self.conn, Notify.REMOTE_RESET)
+        self.io.notify(Notify.REMOTE_RESET)
 
     @guarded
     def make_lossy(self) -> None:
@@ -286,7 +288,7 @@ class Lifecycle:
         self._messenger._closed(self.conn)
         if reset:
             self.counters.session_resets += 1
-            self._delivery.deliver_event(self.io, self.conn, Notify.RESET)
+            self.io.notify(Notify.RESET)
 
     # ---------------------------------------------------------------- arbitration (temp side)
     def on_session_request(self, req: SessionRequest) -> bool:
@@ -306,7 +308,7 @@ class Lifecycle:
                 self.can_dial = _dialable(peer) and not m.policy.server
                 m.decide(Decision(Reply.ACCEPT))
             return self._after_decision()
-        self._to(_S.HANDED_OFF, f"to {existing!r}")
+        self._to(_S.HANDED_OFF, "to %r", existing)
         self.conn._park(self.io.park())
         existing._reactor.submit(existing._life.arbitrate, self.conn, req)
         return False
@@ -333,7 +335,7 @@ class Lifecycle:
         m = handoff.machine
         if decision.kind is Reply.ACCEPT:
             self.can_dial = _dialable(self.conn.peer_addr) and not m.policy.server
-        self.io.attach(handoff, None)
+        self.io.attach(handoff)
         m.decide(decision)
         self._after_decision()
 
@@ -401,10 +403,9 @@ class Lifecycle:
         self._messenger._closed(temp)
         temp._reactor.submit(temp._life.handed_over)
         io = self.io
-        # Messages parked behind a full throttle were decoded (and counted in
-        # in_seq, which the peer will not resend): they still go to dispatch,
-        # before anything the new socket brings. The old machine's other events end with it.
-        parked = io.intake.take_parked()
+        # Messages waiting behind a full throttle were decoded (and counted in
+        # in_seq, which the peer will not resend): they stay in the intake and
+        # go before anything the new socket brings. The old machine ends here.
         io.drop(flush_delay=False)      # held messages keep their timers, and their order
         self._cancel_backoff()
         s = self.session
@@ -412,12 +413,12 @@ class Lifecycle:
             self.on_remote_reset(len(s.reset()))
         s.stream.requeue_sent()
         self.can_dial = _dialable(self.conn.peer_addr) and not self.conn.policy.server
-        self._to(_S.ACCEPTING, f"adopting the socket of {temp!r}")
+        self._to(_S.ACCEPTING, "adopting the socket of %r", temp)
         machine = handoff.machine
-        io.attach(handoff, parked)
+        io.attach(handoff)
         machine.decide(Decision(Reply.ACCEPT, session=s))
         if not self._after_decision() and io.machine is machine and io.transport is not None:
-            io.write()           # parked messages hold the reading: still answer the peer
+            io.write()           # messages waiting hold the reading: still answer the peer
 
 
 def _dialable(addr) -> bool:

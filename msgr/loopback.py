@@ -60,3 +60,7 @@ class LoopbackIO:
 
     def shut(self) -> None:
         """Nothing to close."""
+
+    def notify(self, kind) -> None:
+        """Tells the dispatchers about the loopback connection (its close, with reset)."""
+        self.delivery.deliver_event(self, self.conn, kind)

@@ -2,20 +2,29 @@
 
 Owned by the connection's reactor thread (a part of its
 :class:`~msgr.io_handler.IOHandler`). The machine's events come in batches, in
-order: other events than messages go back to the connection (``on_event``);
-received messages take their share of
-the receive throttles (the peer type's policy throttles and the dispatch
-throttle, as Ceph's ``policy.throttler_*`` and ``dispatch_throttler``) before
-they are delivered, and give it back once dispatched. When a throttle is full,
-the rest of the batch is parked in :attr:`Intake.backlog` and the connection
-stops reading until the throttle calls back: the kernel's socket buffer then
-pushes back on the sender, so memory stays bounded under any load. Delay
-injection (``ms_inject_delay_*``) sits between the throttles and delivery.
+order. Received messages take their share of the receive throttles (the peer
+type's policy throttles and the dispatch throttle, as Ceph's
+``policy.throttler_*`` and ``dispatch_throttler``) before they are delivered,
+and give it back once dispatched. Other events go to the connection at once
+(``on_event``): a fault, a session that became READY, a session request change
+the connection's state whatever waits.
 
-A burst longer than ``ms_reply_flush_msgs`` goes in runs of that many while the
-CPUs have headroom (:mod:`msgr.reactor.headroom`), and the replies inline or
-fast dispatch queued are written after each run (``write_early``): the peer
-starts on them while this side dispatches the rest.
+When a throttle is full, the messages that do not fit wait in
+:attr:`Intake.backlog`, and so does every message after them: the connection
+stops reading until the throttle calls back (:meth:`Intake.drain`), so the
+kernel's socket buffer pushes back on the sender and memory stays bounded.
+The dispatchers' notifications about the connection (``ms_handle_connect``,
+``ms_handle_remote_reset``, ...) go through :meth:`Intake.notify`: while
+messages wait, a notice waits behind them, so callbacks reach the
+dispatchers in the order things happened. What waits is no transport's: a
+fault drops the transport, not the backlog (those messages count in the
+session's ``in_seq``, so the peer will not send them again).
+
+Delay injection (``ms_inject_delay_*``) sits between the throttles and
+delivery. A burst longer than ``ms_reply_flush_msgs`` goes in runs of that many
+while the CPUs have headroom (:mod:`msgr.reactor.headroom`), and the replies
+inline or fast dispatch queued are written after each run (``write_early``):
+the peer starts on them while this side dispatches the rest.
 """
 from __future__ import annotations
 
@@ -26,31 +35,37 @@ __all__ = ["Intake"]
 
 
 class Intake:
-    """Receive throttles, the parked backlog and delay injection of one connection.
+    """Receive throttles, the backlog and delay injection of one connection.
 
     Args:
         ep: the connection's delivery endpoint (``producer``, ``counters``,
             ``reactor``; its IOHandler), passed to ``Delivery.deliver_batch``.
         delivery: the messenger's :class:`~msgr.dispatch.chain.Delivery`.
+        conn: the user's handle (named in notifications).
         throttles: the receive throttles (a ThrottleSet), or None until the peer's
             type is known (an accepted connection).
         flush_every: ``ms_reply_flush_msgs`` (0: bursts go in one run).
         on_event: takes an event that is not a message; False stops the batch.
         write_early: writes the replies queued so far (between runs).
         resume: called on the reactor thread once a full throttle has room again.
+
+    Attributes:
+        backlog: what waits, in order: Messages, and ``(Notify, conn)`` notices
+            behind them; None when nothing does.
     """
 
-    def __init__(self, ep, delivery, throttles, flush_every: int, on_event, write_early,
+    def __init__(self, ep, delivery, conn, throttles, flush_every: int, on_event, write_early,
                  resume) -> None:
         self._ep = ep
         self._delivery = delivery
+        self._conn = conn
         self._counters = ep.counters
         self._flush_every = flush_every
         self._on_event = on_event
         self._write_early = write_early
         self._resume = resume
         self.throttles = throttles
-        self.backlog: list | None = None    # events parked behind a full throttle
+        self.backlog: list | None = None
         self.delay = None                   # DelayedDelivery, once the peer is known
 
     def peer_known(self, peer_type, accepted: bool) -> None:
@@ -61,15 +76,16 @@ class Intake:
             self.delay = self._delivery.delay_for(self._ep.reactor, peer_type.label,
                                                   self._deliver_one)
 
+    # ---------------------------------------------------------------- events in
     def handle(self, evs: list, nbytes: int = -1) -> bool:
-        """Takes a batch of events in order; False when the connection must stop
-        reading: a throttle is full (:attr:`backlog` holds the rest) or an event
-        said so (a fault, a hand-off).
+        """Takes a batch of machine events in order; False when the connection must
+        stop reading: messages wait (:attr:`backlog`), or an event said so (a
+        fault, a hand-off).
 
         ``nbytes`` >= 0: ``evs`` are all Messages with that many payload bytes
         (the machine's ``last_batch_bytes``), taken without looking at each.
         """
-        if len(evs) > self._flush_every > 0:
+        if self.backlog is None and len(evs) > self._flush_every > 0:
             return self._handle_in_runs(evs, nbytes)
         return self._handle(evs, nbytes)
 
@@ -82,36 +98,43 @@ class Intake:
         for i in range(0, n, k):
             if not self._handle(evs[i:i + k]):
                 if self.backlog is not None:
-                    self.backlog += evs[i + k:]
+                    self._admit(evs[i + k:])    # the rest waits too (its events go now)
                 return False
             if i + k < n:
                 self._write_early()
         return True
 
     def _handle(self, evs: list, nbytes: int = -1) -> bool:
-        """Delivers a batch of events in order; keeps the rest when a throttle is full."""
-        take = self.take
-        if nbytes >= 0:
-            return take(evs, evs, 0, nbytes)
+        """Messages to the throttles (or behind what waits); other events to the connection."""
+        if nbytes >= 0 and self.backlog is None:
+            return self._take(evs, nbytes)
+        return self._admit(evs)
+
+    def _admit(self, evs: list) -> bool:
+        """:meth:`_handle` for a mixed batch, or while something waits."""
         msgs = []
-        for i, ev in enumerate(evs):
+        for ev in evs:
             if type(ev) is Message:
                 msgs.append(ev)
                 continue
-            if msgs and not take(msgs, evs, i - len(msgs)):
-                return False
-            msgs = []
+            if msgs:
+                self._queue(msgs)
+                msgs = []
             if not self._on_event(ev):
                 return False
-        return not msgs or take(msgs, evs, len(evs) - len(msgs))
+        if msgs:
+            self._queue(msgs)
+        return self.backlog is None
 
-    def take(self, msgs: list, evs: list, first: int, total: int = -1) -> bool:
-        """Throttles and delivers ``msgs`` (== ``evs[first:first + len(msgs)]``).
+    def _queue(self, msgs: list) -> None:
+        if self.backlog is not None:
+            self.backlog += msgs            # behind what already waits
+        else:
+            self._take(msgs)
 
-        ``total``: their payload bytes, if known (else -1). Returns False when a
-        throttle is full: what did not fit is parked (from ``evs[first + k]`` on,
-        events after the messages included) and reading must stop.
-        """
+    def _take(self, msgs: list, total: int = -1) -> bool:
+        """Throttles and delivers ``msgs`` (``total``: their payload bytes, if known);
+        False when some had to wait (they and the rest are the backlog)."""
         th = self.throttles
         if th is not None:
             if total < 0:
@@ -119,20 +142,20 @@ class Intake:
                 for m in msgs:
                     total += len(m.front) + len(m.middle) + len(m.data)
             if not th.try_get_batch(total, len(msgs)):
-                return self._take_each(msgs, evs, first)
+                return self._take_each(msgs)
             self._hand_over(msgs, th, total)
             return True
         self._hand_over(msgs)
         return True
 
-    def _take_each(self, msgs: list, evs: list, first: int) -> bool:
-        """Throttle nearly full: take messages one by one; park the rest."""
+    def _take_each(self, msgs: list) -> bool:
+        """Throttle nearly full: take messages one by one; the rest waits."""
         th = self.throttles
         for k, m in enumerate(msgs):
             if not th.try_get_batch(m.size, 1, self._throttle_released):
                 self._counters.throttle_waits += 1
                 self._hand_over(msgs[:k])
-                self.backlog = evs[first + k:]
+                self.backlog = msgs[k:]
                 return False
             m._throttle = th
         self._hand_over(msgs)
@@ -162,9 +185,30 @@ class Intake:
         """A throttle's waiter, called by whichever thread gave shares back."""
         self._ep.reactor.submit(self._resume)
 
-    def take_parked(self) -> list:
-        """The received messages parked behind a full throttle (the other events go)."""
-        return [ev for ev in self.backlog or () if type(ev) is Message]
+    # ---------------------------------------------------------------- what waits
+    def notify(self, kind) -> None:
+        """Tells the dispatchers about the connection (:class:`Notify`), after any
+        message that waits."""
+        if self.backlog is not None:
+            self.backlog.append((kind, self._conn))
+        else:
+            self._delivery.deliver_event(self._ep, self._conn, kind)
+
+    def drain(self) -> bool:
+        """Hands over what waits, as far as the throttles let it; True when nothing
+        waits any more (else the throttle calls ``resume`` again)."""
+        waiting, self.backlog = self.backlog or [], None
+        msgs = []
+        for i, item in enumerate(waiting):
+            if type(item) is Message:
+                msgs.append(item)
+                continue
+            if msgs and not self._take(msgs):
+                self.backlog += waiting[i:]
+                return False
+            msgs = []
+            self._delivery.deliver_event(self._ep, item[1], item[0])
+        return not msgs or self._take(msgs)
 
     def flush_delayed(self) -> None:
         """The transport faulted: messages held by delay injection are delivered now."""
@@ -172,12 +216,17 @@ class Intake:
             self.delay.flush()
 
     def discard(self) -> None:
-        """The connection closes: parked messages go (counted in ``messages_dropped``,
-        as delivery counts what a closed connection never dispatches); held ones give
-        their throttle shares back."""
-        parked = self.take_parked()
-        self.backlog = None
-        if parked:
-            self._delivery.count_dropped(len(parked))
+        """The connection closes: waiting messages go (counted in ``messages_dropped``,
+        as delivery counts what a closed connection never dispatches), waiting notices
+        are delivered, held messages give their throttle shares back."""
+        waiting, self.backlog = self.backlog or [], None
+        dropped = 0
+        for item in waiting:
+            if type(item) is Message:
+                dropped += 1
+            else:
+                self._delivery.deliver_event(self._ep, item[1], item[0])
+        if dropped:
+            self._delivery.count_dropped(dropped)
         if self.delay is not None:
             self.delay.discard(release)

@@ -126,3 +126,8 @@ class Decision:
     full: bool = False
     seq: int = 0
     session: object = None
+
+    def __post_init__(self) -> None:
+        """``kind`` may be given as the Reply's value (``"accept"``); anything else raises
+        ValueError here rather than sending a wrong frame later."""
+        object.__setattr__(self, "kind", Reply(self.kind))

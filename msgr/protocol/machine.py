@@ -55,6 +55,7 @@ _CLOSED = ConnState.CLOSED
 _WAIT = ConnState.WAIT
 _MESSAGE = Tag.MESSAGE.value
 _TAG_INPUT = {t.value: Input(t.value) for t in Tag}
+_MISSING = (False, None)
 _log = logging.getLogger(__name__)
 
 
@@ -78,6 +79,7 @@ class ProtocolMachine:
         self.rx = RxStream(params.recv_buffer_bytes, params.max_segment_bytes, params.buffer_pool)
         self.framer = Framer()
         self.hs = (ClientHandshake if connecting else ServerHandshake)(self, params, self.session)
+        self._actions = _ACTIONS[connecting]
         self.get_recv_buffer = self.rx.get_recv_buffer      # the read path calls the stream
         self._banner_done = False
         self._events: deque = deque()
@@ -217,7 +219,11 @@ class ProtocolMachine:
         if t is None:
             raise RemoteProtocolError(f"unexpected {inp.name} in state {self.state.name}",
                                       Reason.BAD_TAG)
-        res = self._action(t.action)(arg)
+        on_hs, fn = self._actions.get(t.action, _MISSING)
+        if fn is None:
+            raise RemoteProtocolError(f"no {t.action} step on the {type(self.hs).__name__}",
+                                      Reason.BAD_TAG)
+        res = fn(self.hs if on_hs else self, arg)
         nxt = t.next if res is None else res
         if nxt is not t.next and nxt not in t.alt:
             raise LocalProtocolError(f"{t.action} chose {nxt.name}, not allowed by the table")
@@ -226,17 +232,6 @@ class ProtocolMachine:
         self.state = nxt
         if nxt is _READY:
             self.was_ready = True
-
-    def _action(self, name: str):
-        """The method that runs table action ``name``: the role's handshake step, or
-        the machine's own (``_a_<name>``: steady state and local inputs)."""
-        fn = getattr(self.hs, name, None)
-        if fn is None:
-            fn = getattr(self, "_a_" + name, None)
-            if fn is None:
-                raise RemoteProtocolError(f"no {name} step on the {type(self.hs).__name__}",
-                                          Reason.BAD_TAG)
-        return fn
 
     def _run(self, inp: Input, arg) -> None:
         """Steps; any msgr error becomes a fault instead of escaping."""
@@ -482,3 +477,20 @@ class ProtocolMachine:
         elif now >= self._ready_deadline:
             self._run(Input.TIMEOUT, TransportError(
                 f"not ready within {self.p.ready_timeout}s (ms_connection_ready_timeout)"))
+
+
+def _action_table(hs_class) -> dict:
+    """Table action name -> ``(on the handshake?, the function)`` for one role: the
+    role's handshake step, or the machine's own ``_a_<name>`` (steady state, local)."""
+    out = {}
+    for t in TRANSITIONS.values():
+        fn = getattr(hs_class, t.action, None)
+        if fn is not None:
+            out[t.action] = (True, fn)
+        else:
+            out[t.action] = (False, getattr(ProtocolMachine, "_a_" + t.action, None))
+    return out
+
+
+#: Per role (connecting: True/False), resolved once: a step costs one dict lookup.
+_ACTIONS = {True: _action_table(ClientHandshake), False: _action_table(ServerHandshake)}

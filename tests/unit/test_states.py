@@ -4,6 +4,7 @@ Property: feeding any input in any state either lands in a valid state from
 the table, or faults and ends terminal (CLOSED/WAIT) with one Faulted event;
 nothing else escapes.
 """
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,8 +49,9 @@ def test_every_pair_lands_valid_or_faults(state, inp, payload, connecting):
 
 
 def test_table_names_only_real_actions():
-    """Each edge's action is found exactly once for the machine's role: on its
-    handshake, or on the machine (steady state and local inputs), never both."""
+    """Each edge's action resolves, once per role, to exactly one function: on the
+    role's handshake, or on the machine (steady state and local inputs)."""
+    from msgr.protocol.machine import _ACTIONS
     for connecting in (True, False):
         m = ProtocolMachine(make_params(connecting), connecting=connecting)
         others = ACCEPTING_STATES if connecting else CONNECTING_STATES
@@ -59,6 +61,16 @@ def test_table_names_only_real_actions():
             on_hs = callable(getattr(m.hs, edge.action, None))
             on_machine = hasattr(m, "_a_" + edge.action)
             assert on_hs != on_machine, (connecting, state, inp, edge)
+            assert _ACTIONS[connecting][edge.action] == (
+                on_hs, getattr(type(m.hs) if on_hs else ProtocolMachine,
+                               edge.action if on_hs else "_a_" + edge.action))
+
+
+def test_a_decision_takes_the_reply_or_its_value_and_nothing_else():
+    from msgr.protocol.events import Decision, Reply
+    assert Decision("accept").kind is Reply.ACCEPT and Decision(Reply.WAIT).kind is Reply.WAIT
+    with pytest.raises(ValueError):
+        Decision("acept")
 
 
 def test_every_live_state_handles_fault_and_close():
