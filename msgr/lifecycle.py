@@ -154,6 +154,8 @@ class Lifecycle:
         conn.peer_type = ev.peer_name.type
         conn.features = ev.features
         conn.policy = m.policy
+        if conn._disposable:            # mark_disposable() before this transport's handshake
+            self._lossy(m)
         self.backoff = 0.0
         self.announced = True
         self._to(_S.READY)
@@ -173,6 +175,9 @@ class Lifecycle:
         if self.state is _S.CLOSED:
             return
         policy = m.policy if m is not None else self.conn.policy
+        if self.conn._disposable and not policy.lossy:     # mark_disposable() came first:
+            self._lossy(m)                                  # its submitted switch may not have
+            policy = policy.as_lossy()
         if isinstance(ev.error, ConnectionRefused):
             self.io.notify(Notify.REFUSED)
         stream = self.session.stream
@@ -249,13 +254,21 @@ class Lifecycle:
 
     @guarded
     def make_lossy(self) -> None:
-        """``mark_disposable()``: the session becomes lossy from now on."""
+        """``mark_disposable()``: the session becomes lossy from now on.
+
+        Submitted by the handle; a fault handled before it runs applies it itself
+        (the handle's flag is set before the call returns), so no fault after
+        ``mark_disposable()`` returns reconnects a lossless session.
+        """
+        self._lossy(self.io.machine)
+
+    def _lossy(self, machine) -> None:
         conn = self.conn
-        conn.policy = conn.policy.as_lossy()
+        if not conn.policy.lossy:
+            conn.policy = conn.policy.as_lossy()
         self.session.stream.make_lossy()
-        m = self.io.machine
-        if m is not None:
-            m.policy = m.policy.as_lossy()
+        if machine is not None and not machine.policy.lossy:
+            machine.policy = machine.policy.as_lossy()
 
     # ---------------------------------------------------------------- closing
     @guarded

@@ -243,3 +243,29 @@ def test_a_fault_while_throttled_keeps_the_parked_messages(messengers, after):
     assert wait_for(lambda: len(cd.msgs) >= 40, 20), [m.tid for m in cd.msgs]
     assert [m.tid for m in cd.msgs] == list(range(40))
     assert cd.count("reset") == 0 and cd.count("remote_reset") == 0
+
+
+def test_mark_disposable_holds_for_a_fault_its_reactor_sees_first(messengers):
+    """mark_disposable() returns with the connection lossy: a fault the reactor
+    handles before the submitted switch (its fd events run before submitted calls)
+    must not reconnect the lossless session. The reactor is held while the switch
+    is submitted and the server drops the session, so the fault comes first."""
+    import time
+    s, sd, c, cd = pair(messengers, Policy.stateful_server(), Policy.lossless_client())
+    conn = c.connect_to(EntityType.OSD, s.bound)
+    round_trip(conn, cd, 1)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        held.set()
+        release.wait(10)
+    conn._reactor.submit(hold)
+    assert held.wait(10)
+    conn.mark_disposable()                      # its switch waits behind hold()
+    assert conn.is_lossy
+    server_conn(sd).mark_down()
+    time.sleep(0.2)                             # the FIN is there before the reactor runs on
+    release.set()
+    assert wait_for(lambda: cd.count("reset", conn) == 1)      # no reconnect: it is lossy now
+    assert not conn.is_connected() and cd.count("connect", conn) == 1
+    assert c.perf_dump()["reconnects"] == 0
