@@ -1,12 +1,17 @@
-"""Packaging for msgr: the pure-Python package plus one cffi extension.
+"""Packaging for msgr: the pure-Python package, one cffi extension and the Cython modules.
 
-The native code (CRC32C, the frame scanner, the dispatch ring) lives in
-``cffi_build/`` and is compiled by ``cffi_modules``; ``cffi_build`` itself is
-not installed. ``tools/`` (the load generator, benchmarks, soak and generators; run from a
+The C kernels (CRC32C, the frame scanner, the dispatch ring) live in
+``cffi_build/`` and are compiled by ``cffi_modules``; ``cffi_build`` itself is
+not installed. The compiled message core (``msgr/_native/_*.pyx``) is built by
+Cython (``build-system.requires`` in pyproject.toml); its generated ``.c`` files
+are not committed. ``tools/`` (the load generator, benchmarks, soak and generators; run from a
 checkout as ``python -m tools.<name>``) installs as the package ``msgr_tools`` with all its
 subpackages; ``msgr-loadgen`` runs ``msgr_tools.loadgen``.
 """
-from setuptools import find_packages, setup
+from Cython.Build import cythonize
+from setuptools import Extension, find_packages, setup
+
+CYTHON_MODULES = ["_message"]
 
 setup(
     name="msgr",
@@ -18,8 +23,12 @@ setup(
     packages=(find_packages(include=["msgr", "msgr.*"])
               + ["msgr_tools"] + ["msgr_tools." + p for p in find_packages("tools")]),
     package_dir={"msgr_tools": "tools"},
-    setup_requires=["cffi>=1.15"],
+    setup_requires=["cffi>=1.15", "Cython>=3.0"],
     cffi_modules=["cffi_build/build_native.py:ffibuilder"],
+    ext_modules=cythonize(
+        [Extension(f"msgr._native.{m}", [f"msgr/_native/{m}.pyx"], extra_compile_args=["-O2"])
+         for m in CYTHON_MODULES],
+        compiler_directives={"language_level": 3}, quiet=True),
     install_requires=["cffi>=1.15", "prometheus-client>=0.17"],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6"],

@@ -24,8 +24,13 @@ _WIDTH = 34
 
 
 def _summary(path: Path) -> str:
-    """The first line of ``path``'s docstring, without reST markup."""
-    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    """The first line of ``path``'s docstring (a ``.pyx``'s too), without reST markup."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".pyx":        # Cython: not Python syntax, but the docstring is
+        m = re.search(r'^"""(.*?)"""', text, re.S | re.M)
+        doc = m.group(1) if m else ""
+    else:
+        doc = ast.get_docstring(ast.parse(text)) or ""
     line = doc.strip().split("\n")[0]
     line = re.sub(r":mod:`~?([^`]+)`", r"\1", line)
     line = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], line)
@@ -37,7 +42,8 @@ def render(packages: tuple = ("msgr", "tools")) -> str:
     lines = []
     for package in packages:
         base = ROOT / package
-        for path in sorted(base.rglob("*.py"), key=lambda p: (p.parent != base, p.parent, p.name)):
+        paths = [*base.rglob("*.py"), *base.rglob("*.pyx")]
+        for path in sorted(paths, key=lambda p: (p.parent != base, p.parent, p.name)):
             rel = path.relative_to(ROOT).as_posix()
             lines.append(f"{rel:<{_WIDTH}} {_summary(path)}".rstrip())
         lines.append("")

@@ -1,13 +1,17 @@
-"""Native layer of msgr: CRC32C, the msgr2 frame scanner and the ring set.
+"""Native layer of msgr: the C kernels (CRC32C, the msgr2 frame scanner, the ring set)
+and the compiled message core (:class:`Message`, built with Cython).
 
-Backend selection (at import):
+Every native piece has a pure-Python twin with the same names and contracts,
+side by side in this package; the twin is the specification. Selection (at import):
 
-* ``MSGR_NATIVE=0``: the pure-Python twin (:mod:`msgr._native.pure`).
-* ``MSGR_NATIVE=1``: the compiled cffi extension, ImportError if missing.
-* otherwise: the cffi extension when built, else the pure-Python twin.
+* ``MSGR_NATIVE=0``: the pure-Python twins (:mod:`.pure`, :mod:`.message`).
+* ``MSGR_NATIVE=1``: the compiled pieces (the cffi module ``_cffi``, the Cython
+  module ``_message``); ImportError if one is missing.
+* otherwise: each compiled piece when it is built, else its twin.
 
-:data:`BACKEND` tells which one is in use (``"cffi"`` or ``"python"``).
-Both backends export the same names with the same contracts.
+:data:`BACKEND` tells which kernels are in use (``"cffi"`` or ``"python"``),
+:data:`CORE` which message core (``"cython"`` or ``"python"``), and
+:data:`NATIVE` is True when both are compiled (what benchmarks print).
 
 API:
 
@@ -77,6 +81,7 @@ _MODE = os.environ.get("MSGR_NATIVE", "")
 
 if _MODE == "0":
     from . import pure as _impl
+    from . import message as _core
 else:
     try:
         from . import cffi_backend as _impl
@@ -84,10 +89,19 @@ else:
         if _MODE == "1":
             raise
         from . import pure as _impl
+    try:
+        from . import _message as _core
+    except ImportError:
+        if _MODE == "1":
+            raise
+        from . import message as _core
 
-__all__ = list(_impl.__all__)
+__all__ = list(_impl.__all__) + ["Message", "CORE", "NATIVE"]
 
 BACKEND = _impl.BACKEND
+CORE = "python" if _core.__name__.endswith(".message") else "cython"
+NATIVE = BACKEND == "cffi" and CORE == "cython"
+Message = _core.Message
 crc32c = _impl.crc32c
 crc32c_sw = _impl.crc32c_sw
 scan_frames = _impl.scan_frames

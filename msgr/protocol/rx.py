@@ -45,7 +45,7 @@ _SCAN_ERRORS = {
 _REC = struct.Struct("<8q")
 _H2_UNPACK = HEADER2.unpack_from
 _MESSAGE = Tag.MESSAGE.value
-_new = object.__new__
+_new = Message.__new__
 
 
 class RxStream:

@@ -11,6 +11,7 @@ import importlib
 import pytest
 
 import msgr._native as native
+from msgr._native import message as message_py
 from msgr._native import pure
 
 try:
@@ -30,10 +31,11 @@ def test_public_lists_identical():
 
 
 def test_package_exports():
-    assert sorted(native.__all__) == sorted(pure.__all__)
+    assert sorted(native.__all__) == sorted(pure.__all__ + ["Message", "CORE", "NATIVE"])
     for name in native.__all__:
         assert hasattr(native, name)
-    assert native.BACKEND in ("cffi", "python")
+    assert native.BACKEND in ("cffi", "python") and native.CORE in ("cython", "python")
+    assert native.NATIVE == (native.BACKEND == "cffi" and native.CORE == "cython")
     assert (native.SCAN_OK, native.SCAN_BAD_PREAMBLE_CRC,
             native.SCAN_BAD_SEGMENT_COUNT, native.SCAN_SEGMENT_TOO_LARGE,
             native.SCAN_BAD_SEGMENT_CRC, native.SCAN_BAD_LATE_STATUS,
@@ -45,12 +47,13 @@ def test_backend_selection(monkeypatch):
     try:
         monkeypatch.setenv("MSGR_NATIVE", "0")
         assert importlib.reload(native).BACKEND == "python"
+        assert native.CORE == "python" and native.Message is message_py.Message
         monkeypatch.setenv("MSGR_NATIVE", "1")
         if cffi_backend is None:
             with pytest.raises(ImportError):
                 importlib.reload(native)
         else:
-            assert importlib.reload(native).BACKEND == "cffi"
+            assert importlib.reload(native).BACKEND == "cffi" and native.CORE == "cython"
         monkeypatch.delenv("MSGR_NATIVE")
         expected = "python" if cffi_backend is None else "cffi"
         assert importlib.reload(native).BACKEND == expected
