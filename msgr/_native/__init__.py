@@ -81,7 +81,7 @@ _MODE = os.environ.get("MSGR_NATIVE", "")
 
 if _MODE == "0":
     from . import pure as _impl
-    from . import message as _core
+    from . import message as _core, decode as _decoder
 else:
     try:
         from . import cffi_backend as _impl
@@ -89,19 +89,20 @@ else:
         if _MODE == "1":
             raise
         from . import pure as _impl
-    try:
-        from . import _message as _core
+    try:                                    # the compiled core comes whole, or not at all
+        from . import _message as _core, _decode as _decoder
     except ImportError:
         if _MODE == "1":
             raise
-        from . import message as _core
+        from . import message as _core, decode as _decoder
 
-__all__ = list(_impl.__all__) + ["Message", "CORE", "NATIVE"]
+__all__ = list(_impl.__all__) + ["Message", "decode_run", "CORE", "NATIVE"]
 
 BACKEND = _impl.BACKEND
 CORE = "python" if _core.__name__.endswith(".message") else "cython"
 NATIVE = BACKEND == "cffi" and CORE == "cython"
 Message = _core.Message
+decode_run = _decoder.decode_run
 crc32c = _impl.crc32c
 crc32c_sw = _impl.crc32c_sw
 scan_frames = _impl.scan_frames

@@ -5,8 +5,9 @@ starts small and doubles on full reads. One native call (``scan_frames``)
 finds every complete frame in it and checks their CRCs; the stream then hands
 out the records one at a time (:meth:`RxStream.record`, :meth:`control_payload`,
 :meth:`message`) or decodes a run of MESSAGE frames in a tight loop
-(:meth:`decode_run`, the hot path). It knows frames, not states: what a frame
-means is the machine's business (:mod:`msgr.protocol.machine`).
+(:meth:`decode_run`, the hot path: :func:`msgr._native.decode.decode_run`, compiled
+when built). It knows frames, not states: what a frame means is the machine's
+business (:mod:`msgr.protocol.machine`).
 
 Segments under ``ZERO_COPY_MIN`` bytes are copied out as ``bytes``; larger ones
 are handed out as memoryviews and the buffer is given away with them, so a
@@ -17,12 +18,10 @@ messages does not pay for a fresh zeroed buffer (and its page faults) each.
 """
 from __future__ import annotations
 
-import struct
-
 from .. import _native
 from ..errors import Reason, RemoteProtocolError
 from ..message import Message
-from .frames import HEADER2, HEADER2_SIZE, PREAMBLE_SIZE, Tag
+from .frames import HEADER2_SIZE, PREAMBLE_SIZE
 from .handshake import BANNER_PREFIX
 
 __all__ = ["RxStream", "ZERO_COPY_MIN", "RX_INITIAL", "MAX_RECORDS", "EVENTS_PER_CALL"]
@@ -42,10 +41,7 @@ _SCAN_ERRORS = {
     _native.SCAN_BAD_SEGMENT_CRC: ("bad segment crc", Reason.BAD_CRC),
     _native.SCAN_BAD_LATE_STATUS: ("bad epilogue late status", Reason.BAD_FRAME),
 }
-_REC = struct.Struct("<8q")
-_H2_UNPACK = HEADER2.unpack_from
-_MESSAGE = Tag.MESSAGE.value
-_new = Message.__new__
+_decode_run = _native.decode_run
 
 
 class RxStream:
@@ -230,10 +226,13 @@ class RxStream:
         Raises:
             RemoteProtocolError: its header segment has the wrong size.
         """
-        start, nseg, lens = self._current()
-        if lens[0] != HEADER2_SIZE:
-            raise RemoteProtocolError(f"message header of {lens[0]} bytes", Reason.BAD_FRAME)
-        return self._decode(stream, start, nseg, lens[1], lens[2], lens[3])
+        r, b = self._recs, self._irec * 8
+        if r[b + 3] != HEADER2_SIZE:
+            self._irec += 1
+            raise RemoteProtocolError(f"message header of {r[b + 3]} bytes", Reason.BAD_FRAME)
+        out = []
+        self._run(out, stream, self._irec + 1)
+        return out[0] if out else None
 
     def _current(self) -> tuple:
         """Takes the current record: ``(start, nseg, lens)``."""
@@ -256,20 +255,18 @@ class RxStream:
         """
         if self._irec >= self._nrec and (self._wpos == self._scan_end or not self._scan()):
             return -1
-        unpack, recs, decode, append = _REC.unpack_from, self._recs, self._decode, out.append
-        nbytes, i, n = 0, self._irec, self._nrec
-        try:
-            while i < n:
-                start, tag, nseg, l0, l1, l2, l3, flags = unpack(recs, i * 64)
-                if tag != _MESSAGE or flags or l0 != HEADER2_SIZE:
-                    break
-                i += 1
-                msg = decode(stream, start, nseg, l1, l2, l3)
-                if msg is not None:
-                    append(msg)
-                    nbytes += l1 + l2 + l3
-        finally:
-            self._irec = i
+        return self._run(out, stream, self._nrec)
+
+    def _run(self, out: list, stream, stop: int) -> int:
+        """``decode_run`` (native, or its twin) over records ``_irec .. stop - 1``."""
+        irec, rpos, nbytes, donated = _decode_run(
+            self._recs, self._irec, stop, self._rxmv, self.rev1, stream, self.source,
+            self.owner, self.stamp, out, Message)
+        self._irec = irec
+        if rpos >= 0:
+            self._rpos = rpos
+        if donated:
+            self._donated = True
         return nbytes
 
     def pending(self) -> bool:
@@ -300,61 +297,3 @@ class RxStream:
         if self.rev1:
             return start + size + (4 if lens[0] else 0) + (13 if nseg > 1 else 0)
         return start + size + 17
-
-    def _segment(self, off: int, n: int):
-        if n == 0:
-            return b""
-        if n < ZERO_COPY_MIN:
-            return bytes(self._rxmv[off:off + n])
-        self._donated = True
-        return self._rxmv[off:off + n]
-
-    def _decode(self, s, start: int, nseg: int, l1: int, l2: int, l3: int):
-        """Decodes the MESSAGE frame at ``start`` against stream ``s``; None for an old
-        duplicate.
-
-        Moves the read position past the frame and applies the piggy-backed ack
-        and the seq rules of the session (``seq <= in_seq`` is dropped).
-        """
-        mv = self._rxmv
-        off = start + PREAMBLE_SIZE
-        (seq, tid, type_, prio, version, _pad, data_off, ack_seq, _fl, compat,
-         _res) = _H2_UNPACK(mv, off)
-        off += HEADER2_SIZE + (4 if self.rev1 else 0)
-        if l1:      # _segment, inlined for the usual small front
-            front = bytes(mv[off:off + l1]) if l1 < ZERO_COPY_MIN else self._segment(off, l1)
-            off += l1
-        else:
-            front = b""
-        middle = self._segment(off, l2) if l2 else b""
-        off += l2
-        if l3:
-            data = bytes(mv[off:off + l3]) if l3 < ZERO_COPY_MIN else self._segment(off, l3)
-            off += l3
-        else:
-            data = b""
-        self._rpos = (off + (13 if nseg > 1 else 0)) if self.rev1 else off + 17
-        if s.sent and s.sent[0][0] <= ack_seq:
-            s.acked(ack_seq)
-        if seq <= s.in_seq:          # MessageStream's receiving rule, inlined (once per message)
-            return None
-        s.in_seq = seq
-        if not s.lossy:
-            s.ack_left += 1
-        m = _new(Message)           # a received Message, built without __init__'s checks
-        m.type = type_
-        m.front = front
-        m.middle = middle
-        m.data = data
-        m.priority = prio
-        m.tid = tid
-        m.version = version
-        m.compat_version = compat
-        m.data_off = data_off
-        m.seq = seq
-        m.source = self.source
-        m.connection = self.owner
-        m.recv_stamp = self.stamp
-        m._throttle = None
-        m._queued_at = 0.0
-        return m
