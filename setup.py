@@ -11,7 +11,7 @@ subpackages; ``msgr-loadgen`` runs ``msgr_tools.loadgen``.
 from Cython.Build import cythonize
 from setuptools import Extension, find_packages, setup
 
-CYTHON_MODULES = ["_message", "_decode"]
+CYTHON_MODULES = ["_message", "_decode", "_layout"]
 
 setup(
     name="msgr",

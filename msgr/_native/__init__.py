@@ -81,7 +81,7 @@ _MODE = os.environ.get("MSGR_NATIVE", "")
 
 if _MODE == "0":
     from . import pure as _impl
-    from . import message as _core, decode as _decoder
+    from . import message as _core, decode as _decoder, layout as _layout
 else:
     try:
         from . import cffi_backend as _impl
@@ -90,19 +90,23 @@ else:
             raise
         from . import pure as _impl
     try:                                    # the compiled core comes whole, or not at all
-        from . import _message as _core, _decode as _decoder
+        from . import _message as _core, _decode as _decoder, _layout as _layout
     except ImportError:
         if _MODE == "1":
             raise
-        from . import message as _core, decode as _decoder
+        from . import message as _core, decode as _decoder, layout as _layout
 
-__all__ = list(_impl.__all__) + ["Message", "decode_run", "CORE", "NATIVE"]
+__all__ = list(_impl.__all__) + ["Message", "decode_run", "lay_out", "COPY_LIMIT", "FRAME_FLAGS",
+                                  "CORE", "NATIVE"]
 
 BACKEND = _impl.BACKEND
 CORE = "python" if _core.__name__.endswith(".message") else "cython"
 NATIVE = BACKEND == "cffi" and CORE == "cython"
 Message = _core.Message
 decode_run = _decoder.decode_run
+lay_out = _layout.lay_out
+COPY_LIMIT = _layout.COPY_LIMIT
+FRAME_FLAGS = _layout.FRAME_FLAGS
 crc32c = _impl.crc32c
 crc32c_sw = _impl.crc32c_sw
 scan_frames = _impl.scan_frames

@@ -1,15 +1,16 @@
 """Framer: lays out a session's queued messages as MESSAGE frames.
 
 The machine's ``data_to_send`` asks the framer for what the message stream may
-send now, highest priority first. Messages are laid out in one batch buffer
-(small segments copied in) and one native call (``fill_message_frames``) writes
-every preamble, CRC and epilogue; a message with a segment over ``COPY_LIMIT`` is
-framed on its own with that segment referenced, so it is never copied.
+send now, highest priority first. Each popped batch is laid out in one batch
+buffer by :func:`msgr._native.layout.lay_out` (compiled when built: numbering,
+header, small segments copied in), and one native call (``fill_message_frames``)
+writes every preamble, CRC and epilogue; a message with a segment over
+``COPY_LIMIT`` is framed on its own with that segment referenced, so it is never
+copied.
 """
 from __future__ import annotations
 
 import logging
-import struct
 from operator import attrgetter
 
 from .. import _native
@@ -20,13 +21,9 @@ from .frames import HEADER2, message_frame
 __all__ = ["Framer", "COPY_LIMIT", "wire_error"]
 _log = logging.getLogger(__name__)
 
-_FRAME_FLAGS = 3   # CEPH_MSG_FOOTER_COMPLETE | CEPH_MSG_FOOTER_NOCRC, as Ceph sends
-COPY_LIMIT = 64 * 1024   # segments up to this size are copied into the batch buffer
-_ZERO13, _ZERO17 = bytes(13), bytes(17)
-# A frame's lead: 32 zero bytes (the preamble, filled natively), header2, and
-# in rev1 the 4-byte crc slot of segment 0 (also filled natively).
-_LEAD_REV1 = struct.Struct("<32x" + HEADER2.format.lstrip("<") + "4x")
-_LEAD_REV0 = struct.Struct("<32x" + HEADER2.format.lstrip("<"))
+_FRAME_FLAGS = _native.FRAME_FLAGS
+COPY_LIMIT = _native.COPY_LIMIT     # segments up to this size are copied into the batch buffer
+_lay_out = _native.lay_out
 _POP_BATCH = 64
 _QUEUED_AT = attrgetter("_queued_at")
 
@@ -105,58 +102,39 @@ class Framer:
     def _frame_once(self, out: list, s, budget: int, now: float, hist, hit) -> int:
         """:meth:`frame`'s work: -1 when done, else how many it dropped (go on)."""
         rev1, lossy, sent, in_seq = self.rev1, s.lossy, s.sent, s.in_seq
-        pack = HEADER2.pack
-        lead = (_LEAD_REV1 if rev1 else _LEAD_REV0).pack     # preamble placeholder + header2
-        epi = _ZERO13 if rev1 else _ZERO17
         buf, lens = bytearray(), []
-        extend = lens.extend
         seq = base_seq = s.out_seq
         s.ack_left = 0
         queue = s.out
-        # buf holds popped[0][first:] + popped[1:] (each (priority, batch)), for _unframe
+        # buf holds popped[0][first:] + popped[1:] (each (priority, batch)), for _unframe;
+        # i is the next message of the last batch (the failing one while ``inside``)
         popped, first = [], 0
         i, inside, halted = 0, False, False
         try:
             while queue.count and len(buf) < budget and not halted:
                 batch = queue.pop_many(_POP_BATCH)
                 popped.append((queue.last_priority, batch))
-                i, inside = 0, True
+                i, inside, n = 0, True, len(batch)
                 if hist is not None:       # replays were unstamped by Session.requeue_sent
                     hist.observe_batch(now, batch, _QUEUED_AT)
-                for i, m in enumerate(batch):
-                    seq += 1
-                    m.seq = seq
-                    if not lossy:
-                        sent.append((seq, m))
-                    f, mid, d = m.front, m.middle, m.data
-                    lf, lm, ld = len(f), len(mid), len(d)
-                    if lf + lm + ld > COPY_LIMIT and \
-                            (ld > COPY_LIMIT or lf > COPY_LIMIT or lm > COPY_LIMIT):
-                        why = wire_error(m)        # rare: a large message, checked whole
-                        if why is not None:
-                            raise ValueError(why)
-                        hdr = pack(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off,
-                                   in_seq, _FRAME_FLAGS, m.compat_version, 0)
+                while i < n:
+                    stop = n if hit is None else i + 1
+                    i, seq, error = _lay_out(batch, i, stop, buf, lens, seq, in_seq, lossy,
+                                             sent, rev1)
+                    if error is not None:
+                        raise error
+                    if i < stop:           # a segment over COPY_LIMIT: framed on its own,
+                        m = batch[i]       # that segment referenced (zero copy)
+                        seq, hdr = _number_large(m, seq, in_seq, lossy, sent)
                         buf, lens = self._flush_batch(out, buf, lens)
-                        extend = lens.extend
                         popped, first, base_seq = [popped[-1]], i, seq - 1     # buf is empty
-                        out.extend(message_frame(hdr, f, mid, d, rev1, COPY_LIMIT))
-                        first, base_seq = i + 1, seq
-                    else:
-                        extend((lf, lm, ld))
-                        buf += lead(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off,
-                                    in_seq, _FRAME_FLAGS, m.compat_version, 0)
-                        if lf:
-                            buf += f
-                        if lm:
-                            buf += mid
-                        if ld:
-                            buf += d
-                        if lf or lm or ld or not rev1:
-                            buf += epi
+                        out.extend(message_frame(hdr, m.front, m.middle, m.data, rev1,
+                                                 COPY_LIMIT))
+                        i += 1
+                        first, base_seq = i, seq
                     if hit is not None:
                         inside = False       # _hit_after requeues the rest itself
-                        if not _hit_after(s, seq, batch, i, hit):
+                        if not _hit_after(s, seq, batch, i - 1, hit):
                             halted = True
                             break
                         inside = True
@@ -168,7 +146,7 @@ class Framer:
         except MsgrError:
             raise
         except Exception as e:                    # noqa: BLE001 - a message that cannot be framed
-            return _unframe(s, popped, first, i if inside else i + 1, inside, base_seq, e)
+            return _unframe(s, popped, first, i, inside, base_seq, e)
         return -1
 
     def _flush_batch(self, out: list, buf: bytearray, lens: list):
@@ -177,6 +155,23 @@ class Framer:
             _native.fill_message_frames(buf, lens, len(lens) // 3, self.rev1)
             out.append(buf)
         return bytearray(), []
+
+
+def _number_large(m, seq: int, in_seq: int, lossy: bool, sent) -> tuple:
+    """Numbers a message that goes in a frame of its own; returns ``(seq, header2 bytes)``.
+
+    Raises:
+        ValueError: it cannot be framed (:func:`wire_error`); it was numbered.
+    """
+    seq += 1
+    m.seq = seq
+    if not lossy:
+        sent.append((seq, m))
+    why = wire_error(m)        # rare: a large message, checked whole
+    if why is not None:
+        raise ValueError(why)
+    return seq, HEADER2.pack(seq, m.tid, m.type, m.priority, m.version, 0, m.data_off,
+                             in_seq, _FRAME_FLAGS, m.compat_version, 0)
 
 
 def _unframe(s, popped: list, first: int, end: int, inside: bool, base_seq: int,

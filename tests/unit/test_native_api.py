@@ -31,8 +31,8 @@ def test_public_lists_identical():
 
 
 def test_package_exports():
-    assert sorted(native.__all__) == sorted(pure.__all__ + ["Message", "decode_run", "CORE",
-                                                            "NATIVE"])
+    assert sorted(native.__all__) == sorted(pure.__all__ + [
+        "Message", "decode_run", "lay_out", "COPY_LIMIT", "FRAME_FLAGS", "CORE", "NATIVE"])
     for name in native.__all__:
         assert hasattr(native, name)
     assert native.BACKEND in ("cffi", "python") and native.CORE in ("cython", "python")
