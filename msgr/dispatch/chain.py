@@ -34,7 +34,7 @@ from ..policy import peer_type_of
 from .pool import DispatchPool
 from .throttle import Throttle, ThrottleSet
 
-__all__ = ["Delivery", "Notify", "release_all"]
+__all__ = ["Delivery", "Notify", "GiveBack", "release_all"]
 log = logging.getLogger(__name__)
 
 
@@ -191,9 +191,10 @@ class Delivery:
         ``ep`` is the connection's delivery endpoint (see the module docstring).
         ``th``/``total``: a throttle share taken for the whole batch. What is
         dispatched here (fast or inline) gives its part back in one call after
-        the dispatch loop; each message handed to a dispatch thread carries its
-        own share (``_throttle``) and gives it back when dispatched. Without
-        ``th``, messages may carry their own shares (taken one by one).
+        the dispatch loop; what goes to a dispatch thread is followed on the ring
+        by one :class:`GiveBack` item, which that thread calls once it has
+        dispatched them. Without ``th``, messages may carry their own shares
+        (``_throttle``, taken one by one), given back as each is dispatched.
         """
         p = ep.producer
         n = len(msgs)
@@ -209,19 +210,26 @@ class Delivery:
                 if done is not msgs:
                     release_all(msgs)
             return
-        if th is not None:
-            queued = 0
-            for m in msgs:
-                m._throttle = th
-                queued += len(m.front) + len(m.middle) + len(m.data)
-            if len(msgs) < n:
-                th.put_batch(total - queued, n - len(msgs))
-        elif done is not msgs:
-            release_all(done)
+        if not msgs:
+            if th is not None:
+                th.put_batch(total, n)
+            elif done is not msgs:
+                release_all(done)
+            return
         ep.counters.enqueued += len(msgs)
-        put = p.put
-        for m in msgs:
-            put(m)
+        if th is not None:
+            queued = total
+            if len(msgs) < n:           # the fast-dispatched ones give their part back now
+                queued = 0
+                for m in msgs:
+                    queued += len(m.front) + len(m.middle) + len(m.data)
+                th.put_batch(total - queued, n - len(msgs))
+            # the dispatch thread gives the share back once it has dispatched them all
+            p.put_many(msgs, (GiveBack(th, queued, len(msgs)), None))
+        else:
+            if done is not msgs:
+                release_all(done)
+            p.put_many(msgs)
 
     def _dispatch_inline(self, ep, msgs: list) -> None:
         """Dispatches ``msgs`` right here on the reactor (``dispatch_threads=0``)."""
@@ -318,6 +326,21 @@ class Delivery:
                 if handled and not broadcast:
                     return
         return call
+
+
+class GiveBack:
+    """A ring item after a batch of messages: gives their throttle share back in one call.
+
+    Called by the dispatch thread with the ring's item protocol (``item[0](item[1])``).
+    """
+
+    __slots__ = ("th", "nbytes", "nmsgs")
+
+    def __init__(self, th, nbytes: int, nmsgs: int) -> None:
+        self.th, self.nbytes, self.nmsgs = th, nbytes, nmsgs
+
+    def __call__(self, _arg) -> None:
+        self.th.put_batch(self.nbytes, self.nmsgs)
 
 
 def release(msg) -> None:

@@ -2,8 +2,10 @@
 
 A connection is pinned to one dispatch thread, and lives on one reactor, so
 its messages and events travel through exactly one SPSC ring and keep their
-order. An item is either a received Message (handed to ``on_message``) or a
-``(function, argument)`` pair (a connection event), called as is.
+order. An item is either a received Message (handed to ``on_message``), a
+``(function, argument)`` pair (a connection event), called as is, or a
+``(function, None)`` pair after a batch of messages (its throttle share given
+back, ``GiveBack``), called and not counted as an item.
 """
 from __future__ import annotations
 
@@ -79,7 +81,7 @@ class DispatchPool:
         hist = self.counters[index].dispatch_latency
         while (tails := rs.wait(heads, None)) is not None:
             now = _monotonic() if _counters.HISTOGRAMS_ENABLED else 0.0   # one clock read per batch
-            batch = []
+            batch, tokens = [], 0
             for i in range(rs.nrings):
                 ring = rs.slots[i]
                 for s in range(heads[i], tails[i]):
@@ -89,6 +91,9 @@ class DispatchPool:
                         if type(item) is Message:
                             on_message(item)
                             batch.append(item)
+                        elif item[1] is None:
+                            item[0](None)           # a GiveBack: not counted as an item
+                            tokens += 1
                         else:
                             item[0](item[1])
                     except Exception:
@@ -96,5 +101,5 @@ class DispatchPool:
             if now and batch:
                 hist.observe_batch(now, batch, _counters.RECV_STAMP)
             release_all(batch)
-            self.done[index] += sum(tails) - sum(heads)
+            self.done[index] += sum(tails) - sum(heads) - tokens
             heads = tails

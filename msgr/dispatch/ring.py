@@ -40,6 +40,25 @@ class RingProducer:
         self.slots[t & self.mask] = item
         self.tail = t + 1
 
+    def put_many(self, items: list, last=None) -> None:
+        """:meth:`put` for each of ``items``, in order, then ``last`` if given."""
+        t, mask, slots = self.tail, self.mask, self.slots
+        n = len(items) + (last is not None)
+        if self.overflow or t + n - self.cached_head > self.cap:
+            self.cached_head = self.rs.head(self.index)
+        if self.overflow or t + n - self.cached_head > self.cap:
+            self.overflow.extend(items)             # the reactor retries (flush)
+            if last is not None:
+                self.overflow.append(last)
+            return
+        for item in items:
+            slots[t & mask] = item
+            t += 1
+        if last is not None:
+            slots[t & mask] = last
+            t += 1
+        self.tail = t
+
     def flush(self) -> bool:
         """Publishes stored items; returns True if items still wait in overflow."""
         if self.overflow:

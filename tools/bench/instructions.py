@@ -19,9 +19,13 @@ Needs ``valgrind`` (Debian package); uvloop comes with the ``peers`` extra.
 The count covers user space only (the interpreter, msgr's C, libc), not the kernel.
 
 ``--workload reqreply`` (msgr only) is msgr-loadgen's default op instead: a 4 KiB
-request answered by an empty reply, 16 in flight, fast-dispatched on both sides.
-``--side`` picks the process counted: the server (the client runs outside
-valgrind) or the client (the server runs in this process).
+request answered by an empty reply, 16 in flight, fast-dispatched on both sides
+(``io_threads=1``). ``--workload reqreply-default`` is the same op as a user
+who changes nothing writes it: a server with the default ``Config()`` that
+replies from an ordinary ``ms_dispatch`` (on its dispatch thread); the client is
+the same. ``--side`` picks the process counted: the server (the client runs
+outside valgrind) or the client (the server runs in this process). The first
+line printed names msgr's backend (native, or the pure-Python twins).
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ import time
 MODULE = f"{__package__}.instructions"
 
 PEERS = ("msgr", "uvloop", "asyncio")
-WORKLOADS = ("echo64", "reqreply")
+WORKLOADS = ("echo64", "reqreply", "reqreply-default")
 SIZE = 64
 RR_SIZE, RR_WINDOW = 4096, 16     # the reqreply workload: msgr-loadgen's defaults
 START_S = 300.0        # valgrind start-up plus imports can take a minute on a slow machine
@@ -51,8 +55,8 @@ _COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
 # ---------------------------------------------------------------- servers (under valgrind)
 def serve(peer: str, n: int, port_file: str, workload: str = "echo64") -> None:
     """Answers ``n`` round trips, writing the address to ``port_file`` once listening."""
-    if workload == "reqreply":
-        _serve_msgr_reqreply(n, port_file)
+    if workload.startswith("reqreply"):
+        _serve_msgr_reqreply(n, port_file, default=workload == "reqreply-default")
     elif peer == "msgr":
         _serve_msgr(n, port_file)
     else:
@@ -99,7 +103,7 @@ def _serve_msgr(n: int, port_file: str) -> None:
     _run_msgr_server(Echo(), done, port_file, io_threads=1, dispatch_threads=0)
 
 
-def _serve_msgr_reqreply(n: int, port_file: str) -> None:
+def _serve_msgr_reqreply(n: int, port_file: str, default: bool = False) -> None:
     from msgr import Dispatcher, Message
 
     done = threading.Event()
@@ -120,7 +124,21 @@ def _serve_msgr_reqreply(n: int, port_file: str) -> None:
         def ms_dispatch(self, msg) -> bool:
             return False
 
-    _run_msgr_server(Replier(), done, port_file, io_threads=1)
+    class PlainReplier(Dispatcher):
+        """What a user writes: an empty reply per request, from ms_dispatch."""
+        count = 0
+
+        def ms_dispatch(self, msg) -> bool:
+            msg.connection.send_message(Message(2, tid=msg.tid))
+            self.count += 1
+            if self.count >= n:
+                done.set()
+            return True
+
+    if default:
+        _run_msgr_server(PlainReplier(), done, port_file)
+    else:
+        _run_msgr_server(Replier(), done, port_file, io_threads=1)
 
 
 def _serve_asyncio(peer: str, n: int, port_file: str) -> None:
@@ -156,7 +174,7 @@ def _serve_asyncio(peer: str, n: int, port_file: str) -> None:
 # ---------------------------------------------------------------- clients (outside valgrind)
 def drive(peer: str, addr: str, n: int, workload: str = "echo64") -> None:
     """``n`` round trips: of SIZE bytes, one in flight (echo64), or reqreply's."""
-    if workload == "reqreply":
+    if workload.startswith("reqreply"):
         _drive_msgr_reqreply(addr, n)
         return
     if peer == "msgr":
@@ -262,6 +280,14 @@ def _drive_msgr_reqreply(addr: str, n: int) -> None:
         m.wait(10)
 
 
+def _backend() -> str:
+    """Which msgr the counts are of: the compiled pieces, or the pure-Python twins."""
+    from msgr import _native
+    if getattr(_native, "NATIVE", False):
+        return "native (cffi kernels, Cython message core)"
+    return f"kernels {_native.BACKEND}, message core {getattr(_native, 'CORE', 'python')}"
+
+
 # ---------------------------------------------------------------- the measurement
 def count_run(peer: str, n: int, tmp: str, workload: str = "echo64", side: str = "server") -> int:
     """Total instructions of one run of ``n`` round trips, ``side`` under callgrind."""
@@ -322,7 +348,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=2000, help="round trips of the shorter run")
     p.add_argument("--json", help="write the figures to this file")
     p.add_argument("--workload", choices=WORKLOADS, default="echo64",
-                   help="echo64 (every peer) or reqreply (msgr-loadgen's op, msgr only)")
+                   help="echo64 (every peer), reqreply (msgr-loadgen's op, msgr only) or "
+                        "reqreply-default (the same op, default Config, ms_dispatch)")
     p.add_argument("--side", choices=("server", "client"), default="server",
                    help="the process counted (client: msgr only)")
     p.add_argument("--serve", choices=PEERS, help=argparse.SUPPRESS)
@@ -337,7 +364,8 @@ def main(argv=None) -> int:
         drive(args.drive, args.addr, args.n, args.workload)
         return 0
     peers = [x for x in args.peers.split(",") if x]
-    if args.workload == "reqreply" or args.side == "client":
+    print(f"msgr backend: {_backend()}", flush=True)
+    if args.workload.startswith("reqreply") or args.side == "client":
         peers = [x for x in peers if x == "msgr"] or ["msgr"]
     bad = set(peers) - set(PEERS)
     if bad or args.n < 1:
