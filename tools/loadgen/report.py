@@ -198,13 +198,21 @@ def _row_cells(name: str, r: dict) -> list:
             f"{r['lost']:,}", str(r["connection_faults"] + r["session_resets"]), str(r["reconnects"])]
 
 
+def backend() -> str:
+    """``native`` (the compiled pieces) or what runs as the pure-Python twins."""
+    from msgr import _native
+    if _native.NATIVE:
+        return "native"
+    return f"kernels {_native.BACKEND}, message core {_native.CORE}"
+
+
 def format_table(summary: dict) -> str:
     """The end-of-run table: one row per job, and a total row when there are several."""
     c = summary["config"]
     flight = c.get("window") if c.get("mode") == "oneway" else c.get("concurrency")
     head = (f"msgr-loadgen {c.get('mode')}: {len(summary['jobs'])} job(s) x {flight}"
             f" in flight, {c.get('msg_size')} B, {c.get('policy')}, {summary['elapsed_s']:.2f} s;"
-            " latency in us")
+            f" latency in us; msgr {backend()}")
     rows = [_row_cells(str(j["job"]), j) for j in summary["jobs"]]
     if len(rows) != 1:
         rows.append(_row_cells("total", summary))

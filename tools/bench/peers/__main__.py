@@ -121,6 +121,7 @@ def main(argv=None) -> int:
           f" client CPU {client_cpu}, {opts.repeat} repeat(s), counts x{opts.scale:g},"
           f" <= {opts.limit:g} s per run, {time.monotonic() - t0:.0f} s in all,"
           f" load average {load[0]:.2f} before / {load[1]:.2f} after")
+    print(f"msgr backend: {_msgr_backend()}")
     print(report.tables(summary, variants, workloads))
     print()
     print(target_text)
@@ -137,6 +138,14 @@ def main(argv=None) -> int:
                        "runs": [{"variant": v, "workload": w, "figures": rs}
                                 for (v, w), rs in runs.items()]}, f, indent=1)
     return 1 if problems else 0                     # a failed run or a lost message; MISS is not one
+
+
+def _msgr_backend() -> str:
+    """Which msgr the figures are of: the compiled pieces, or the pure-Python twins."""
+    from msgr import _native
+    if _native.NATIVE:
+        return "native (cffi kernels, Cython message core)"
+    return f"kernels {_native.BACKEND}, message core {_native.CORE}"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """msgr: a ``Messenger`` per process, lossy_client to stateless_server.
 
 ``Config(io_threads=1, dispatch_threads=spec.dispatch_threads)`` (other options from ``MSGR_*``);
-the ``busy_poll`` variant adds ``ms_busy_poll_us=POLL_US`` on both ends.
+the ``busy_poll`` variant adds ``ms_busy_poll_us=POLL_US`` on both ends; the ``default``
+variant is ``Config()`` as it comes (io_threads=3, dispatch_threads=1).
 
 One-way: the payload travels as the message's ``data`` segment. ``send_message`` never blocks, so
 the sender keeps a window per connection (at most 65536 messages unacked, and 32 MiB over all
@@ -29,9 +30,12 @@ WINDOW_BYTES, WINDOW_MSGS = 32 << 20, 65536
 
 
 def _messenger(name: EntityName, spec, policy: Policy, dispatcher: Dispatcher) -> Messenger:
-    extra = {"ms_busy_poll_us": POLL_US} if spec.variant == "busy_poll" else {}
-    m = Messenger(name, config=Config.from_env(io_threads=1, dispatch_threads=spec.dispatch_threads,
-                                               **extra))
+    if spec.variant == "default":           # what a user who changes nothing gets
+        config = Config.from_env()
+    else:
+        extra = {"ms_busy_poll_us": POLL_US} if spec.variant == "busy_poll" else {}
+        config = Config.from_env(io_threads=1, dispatch_threads=spec.dispatch_threads, **extra)
+    m = Messenger(name, config=config)
     m.set_default_policy(policy)
     m.add_dispatcher_tail(dispatcher)
     return m

@@ -1,4 +1,4 @@
-"""What ``python -m tools.bench.peers`` runs: the workloads, the peer variants, and the targets of issue 4.
+"""What ``python -m tools.bench.peers`` runs: the workloads, the peer variants, and the targets.
 
 Workloads (every one bounded by a message count and by ``limit_s`` seconds):
 - ``ow64``, ``ow4k``, ``ow1m``: one-way on one connection, the client streams 64 B / 4 KiB /
@@ -66,6 +66,8 @@ VARIANTS = [
             frozenset(ALL)),
     Variant("msgr_d1", "msgr", "msgr (io 1, 1 dispatch thread)", "msgr_peer",
             {"dispatch_threads": 1}, frozenset({"ow4k"})),
+    Variant("msgr_default", "msgr", "msgr (default Config)", "msgr_peer",
+            {"dispatch_threads": 1, "variant": "default"}, frozenset({"ow64", "ow4k", "rt"})),
     Variant("msgr_poll", "msgr", f"msgr (inline, busy poll {POLL_US} us)", "msgr_peer",
             {"dispatch_threads": 0, "variant": "busy_poll"}, frozenset({"rt", "rt_same"})),
     Variant("blocking_batched", "blocking", "blocking, batched sendmsg", "blocking",
@@ -107,6 +109,12 @@ class Target:
 
 
 TARGETS = [
+    # issue 13 (native message core): what a user who changes nothing gets
+    Target("default Config: one-way 4 KiB >= 1.2x pyzmq", "ow4k", "msgr_default", "pyzmq", 1.2),
+    Target("default Config: one-way 64 B >= 0.8x pyzmq", "ow64", "msgr_default", "pyzmq", 0.8),
+    Target("default Config: RT 64 B <= 1.3x uvloop BufferedProtocol", "rt", "msgr_default",
+           "uvloop_protocol", 1.3, lower_is_better=True),
+    # issue 4
     Target("one-way 4 KiB >= 1.0x pyzmq PUSH/PULL", "ow4k", "msgr", "pyzmq", 1.0),
     Target("one-way 4 KiB >= 1.0x pyzmq PUSH/PULL", "ow4k", "msgr_d1", "pyzmq", 1.0),
     Target("one-way 64 B >= 0.5x pyzmq PUSH/PULL", "ow64", "msgr", "pyzmq", 0.5),

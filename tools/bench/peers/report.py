@@ -105,7 +105,7 @@ def targets(summary: dict) -> tuple:
                      f"{verdict} (need {'<=' if t.lower_is_better else '>='} {t.bound:.1f}x)"))
         out.append({"target": t.label, "msgr": t.msgr, "peer": t.peer, "ratio": ratio,
                     "bound": t.bound, "verdict": verdict})
-    return "Targets (issue 4)\n" + _grid(rows), out
+    return "Targets\n" + _grid(rows), out
 
 
 def notes(summary: dict) -> list:
