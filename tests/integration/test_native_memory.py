@@ -22,6 +22,7 @@ from msgr import _native
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
+ASAN = os.environ.get("MSGR_ASAN") == "1"        # under tools/asan.py
 
 
 def rss() -> int:
@@ -83,7 +84,8 @@ def test_a_million_messages_leave_memory_flat(messengers):
     tracemalloc.stop()
     assert rec.n == 1_200_000
     assert grown_py < 1 << 20, f"live Python memory grew by {grown_py} bytes over 1M messages"
-    assert grown_rss < 16 << 20, f"RSS grew by {grown_rss} bytes over 1M messages"
+    if not ASAN:                # ASan's quarantine holds freed memory back by design
+        assert grown_rss < 16 << 20, f"RSS grew by {grown_rss} bytes over 1M messages"
 
 
 def test_kept_views_keep_their_bytes_while_buffers_are_reused(messengers):
@@ -122,4 +124,5 @@ def test_kept_views_keep_their_bytes_while_buffers_are_reused(messengers):
     assert rec.done.wait(30) and rec.bad == 0
     assert all(hashlib.sha256(d).digest() == f for f, d in rec.kept)
     # 60 MB went through; what stays is what the user keeps (30 x 200 KiB) and the pool
-    assert rss() - before < 40 << 20
+    if not ASAN:
+        assert rss() - before < 40 << 20
